@@ -1,0 +1,1 @@
+"""The ``loe`` command-line interface (Typer): argument parsing only; the work is in :mod:`loe_codec`."""

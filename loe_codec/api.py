@@ -1,0 +1,211 @@
+"""The small public Python API: encode an image, open a `.loe` file, decode, inspect, evaluate.
+
+Example::
+
+    import loe_codec
+
+    result = loe_codec.encode("photo.png", "photo.loe", preset="balanced")
+    print(result.bpp, result.psnr)
+    with loe_codec.open("photo.loe") as img:
+        crop = img.decode(region=(800, 400, 512, 512), scale=2)   # uint8 [1024, 1024, 3]
+        img.decode_to_file("thumb.jpg", width=256)
+    print(loe_codec.info("photo.loe"))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import CodecConfig, preset as named_preset
+from .container import CodecReader, tile_bytes
+from .decode import DecodeRequest, iter_blocks, render
+from .encode import EncodeResult, StageProgressFn, encode_image
+from .errors import UsageError
+from .imageio import ImageSource, check_output_path, write_image
+from .metrics import ErrorAccumulator
+
+Region = tuple[int, int, int, int]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; refuse ``cuda`` without one."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
+    return device
+
+
+def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "balanced", *,
+           config: CodecConfig | None = None, steps: int | None = None, tile: int | None = None,
+           seed: int | None = None, device: str = "auto", progress: StageProgressFn | None = None,
+           measure_psnr: bool = True) -> EncodeResult:
+    """Encode the image at ``source`` into the `.loe` file ``output``.
+
+    ``preset`` names a :data:`~loe_codec.config.PRESETS` entry (or pass a full
+    ``config``); ``steps``, ``tile`` and ``seed`` override it. With
+    ``measure_psnr`` the encoder decodes what it wrote and reports its PSNR.
+    """
+    cfg = config if config is not None else named_preset(preset)
+    for name, value in (("steps", steps), ("tile", tile), ("seed", seed)):
+        if value is not None and value < 0:
+            raise UsageError(f"{name} must be >= 0, got {value}")
+    cfg = cfg.with_overrides(steps=steps, tile=tile, seed=seed)
+    output = str(output)
+    if not output.endswith(".loe"):
+        raise UsageError(f"{output}: the output of encode must end in .loe")
+    _check_writable_folder(output)
+    return encode_image(str(source), output, cfg, resolve_device(device), progress, measure_psnr)
+
+
+def _check_writable_folder(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a folder")
+
+
+class LoeImage:
+    """An opened `.loe` image. Reads tiles lazily; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self._reader = CodecReader(path)
+        self.header = self._reader.header
+        self.grid = self.header.grid
+        self.width = self.header.source.width
+        self.height = self.header.source.height
+        self.channels = self.header.source.channels
+
+    @property
+    def config(self) -> CodecConfig:
+        return self.header.config
+
+    def request(self, region: Region | None = None, scale: float | None = None,
+                width: int | None = None, height: int | None = None) -> DecodeRequest:
+        """Validate a region (source pixels ``x, y, w, h``) and output size; see :meth:`decode`."""
+        x, y, w, h = region if region is not None else (0, 0, self.width, self.height)
+        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+            raise UsageError(f"region {x},{y},{w},{h} does not lie inside the {self.width}x{self.height} image")
+        if scale is not None and (width is not None or height is not None):
+            raise UsageError("give either a scale or an output width/height, not both")
+        if scale is not None:
+            if not (math.isfinite(scale) and scale > 0):
+                raise UsageError(f"scale must be a number > 0, got {scale}")
+            out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
+        elif width is not None or height is not None:
+            if (width is not None and width <= 0) or (height is not None and height <= 0):
+                raise UsageError("output width and height must be > 0")
+            out_w = width if width is not None else max(1, round(w * height / h))
+            out_h = height if height is not None else max(1, round(h * width / w))
+        else:
+            out_w, out_h = w, h
+        if out_w * out_h > 1 << 31:
+            raise UsageError(f"an output of {out_w}x{out_h} pixels is too large")
+        return DecodeRequest(x, y, w, h, out_w, out_h)
+
+    def decode(self, region: Region | None = None, scale: float | None = None, width: int | None = None,
+               height: int | None = None, device: str = "auto",
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Decode a region (default: the whole image) at a scale or output size.
+
+        Returns uint8 ``[out_height, out_width, channels]``. For ``scale < 1`` every
+        output pixel averages several samples over its footprint (antialiased).
+        """
+        req = self.request(region, scale, width, height)
+        return render(self._reader, self.grid, req, resolve_device(device), progress)
+
+    def decode_to_file(self, output: str | os.PathLike, region: Region | None = None,
+                       scale: float | None = None, width: int | None = None, height: int | None = None,
+                       device: str = "auto", progress: Callable[[int, int], None] | None = None
+                       ) -> tuple[int, int]:
+        """Decode and write an image file (format from the extension). Returns ``(width, height)``."""
+        check_output_path(output)
+        pixels = self.decode(region, scale, width, height, device, progress)
+        write_image(pixels, output)
+        return pixels.shape[1], pixels.shape[0]
+
+    def info(self) -> dict:
+        """Dimensions, tiles, model, quantization, bytes and bits per pixel."""
+        cfg = self.config
+        size = self._reader.size_bytes
+        weights_bytes = tile_bytes(cfg) * len(self.grid)
+        return {
+            "path": str(self._reader.path),
+            "format_version": self.header.version,
+            "encoder": self.header.encoder,
+            "width": self.width,
+            "height": self.height,
+            "channels": self.channels,
+            "bit_depth": self.header.source.bit_depth,
+            "tiles": {"count": len(self.grid), "cols": self.grid.cols, "rows": self.grid.rows,
+                      "size": cfg.tile.size, "margin": cfg.tile.margin},
+            "preset": cfg.preset,
+            "model": {**cfg.to_dict()["model"], "parameters_per_tile": cfg.model.parameter_count()},
+            "fit": cfg.to_dict()["fit"],
+            "quantization": cfg.to_dict()["quant"],
+            "bytes": size,
+            "payload_bytes": weights_bytes,
+            "header_bytes": size - weights_bytes,
+            "bpp": size * 8.0 / (self.width * self.height),
+            "stats": self.header.stats,
+        }
+
+    def evaluate(self, reference: str | os.PathLike, device: str = "auto",
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+        """bpp and PSNR (all channels, 8-bit, peak 255) of the full decode against ``reference``.
+
+        Also the PSNR in a band along interior tile borders and in tile interiors.
+        """
+        ref = ImageSource(reference)
+        if (ref.width, ref.height, ref.channels) != (self.width, self.height, self.channels):
+            raise UsageError(f"{reference} is {ref.width}x{ref.height}x{ref.channels}, the codec holds "
+                             f"{self.width}x{self.height}x{self.channels}")
+        acc = ErrorAccumulator(self.grid)
+        req = self.request()
+        for ox, oy, pixels in iter_blocks(self._reader, self.grid, req, resolve_device(device),
+                                          progress=progress):
+            h, w = pixels.shape[:2]
+            acc.add(ox, oy, pixels, ref.read(ox, oy, w, h))
+        size = self._reader.size_bytes
+        return {
+            "bytes": size,
+            "bpp": size * 8.0 / (self.width * self.height),
+            "psnr": acc.psnr(),
+            "psnr_seams": acc.psnr_seams(),
+            "psnr_interior": acc.psnr_interior(),
+            "seam_band_px": acc.half_width,
+        }
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> "LoeImage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open(path: str | os.PathLike) -> LoeImage:  # noqa: A001 - mirrors the builtin on purpose
+    """Open a `.loe` file for decoding."""
+    return LoeImage(path)
+
+
+def info(path: str | os.PathLike) -> dict:
+    """:meth:`LoeImage.info` of the file at ``path``."""
+    with LoeImage(path) as img:
+        return img.info()
+
+
+def evaluate(codec: str | os.PathLike, reference: str | os.PathLike, device: str = "auto") -> dict:
+    """:meth:`LoeImage.evaluate` of the file at ``codec`` against the image at ``reference``."""
+    with LoeImage(codec) as img:
+        return img.evaluate(reference, device)

@@ -1,0 +1,221 @@
+"""Frozen configuration dataclasses and the named presets.
+
+A `.loe` file stores the full :class:`CodecConfig` it was encoded with, so it
+describes itself; :func:`CodecConfig.from_dict` rebuilds it on decode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+
+ARRANGEMENTS = ("coarse_to_fine", "fine_to_coarse", "uniform_coarse", "uniform_fine")
+BLENDS = ("nearest", "linear")
+ACTIVATIONS = ("sine", "relu", "gelu")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of one tile network (every tile of a file shares it).
+
+    ``banks[i]`` is the bank count *per dimension* of linear layer ``i``
+    (``n`` in the paper: the layer owns ``n**dims`` weight matrices); there
+    are ``len(banks)`` linear layers, the last one producing the channels.
+    A layer with ``banks[i] == 1`` is a plain linear layer, so all-ones banks
+    give a plain MLP.
+    """
+
+    dims: int = 2
+    width: int = 32
+    banks: tuple[int, ...] = (1, 2, 2, 2, 1)
+    arrangement: str = "coarse_to_fine"
+    subdivide: int = 2
+    blend: str = "nearest"
+    pe_frequencies: int = 6
+    activation: str = "sine"
+    sine_w0: float = 30.0
+    out_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.dims not in (2, 3):
+            raise UsageError(f"dims must be 2 or 3, got {self.dims}")
+        if self.width < 1 or len(self.banks) < 2 or any(b < 1 for b in self.banks):
+            raise UsageError("width must be >= 1 and banks needs >= 2 layers of >= 1 bank")
+        if self.arrangement not in ARRANGEMENTS:
+            raise UsageError(f"arrangement must be one of {ARRANGEMENTS}, got {self.arrangement!r}")
+        if self.blend not in BLENDS:
+            raise UsageError(f"blend must be one of {BLENDS}, got {self.blend!r}")
+        if self.activation not in ACTIVATIONS:
+            raise UsageError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.subdivide < 1 or self.pe_frequencies < 0 or self.out_channels < 1:
+            raise UsageError("subdivide >= 1, pe_frequencies >= 0 and out_channels >= 1 are required")
+        object.__setattr__(self, "banks", tuple(int(b) for b in self.banks))
+
+    @property
+    def layers(self) -> int:
+        return len(self.banks)
+
+    @property
+    def in_features(self) -> int:
+        """Width of the positional encoding: raw coordinate plus sin/cos per frequency."""
+        return self.dims * (1 + 2 * self.pe_frequencies)
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(in, out) of every linear layer."""
+        sizes = [self.in_features] + [self.width] * (self.layers - 1) + [self.out_channels]
+        return list(zip(sizes[:-1], sizes[1:]))
+
+    def bank_counts(self) -> list[int]:
+        """Total banks (``n**dims``) of every layer."""
+        return [b**self.dims for b in self.banks]
+
+    def parameter_count(self) -> int:
+        """Parameters of one tile network (weights of every bank plus the biases)."""
+        return sum(nb * i * o + o for nb, (i, o) in zip(self.bank_counts(), self.layer_shapes()))
+
+    def scales(self) -> list[float]:
+        """Per-layer grid scale ``alpha_i``: cells per unit of tile coordinate.
+
+        Coarse-to-fine: the first banked layer's grid of ``n`` cells covers the
+        whole tile (each bank once) and every later banked layer is
+        ``subdivide`` times finer. The other arrangements exist for ablation.
+        """
+        banked = [i for i, b in enumerate(self.banks) if b > 1]
+        base = float(self.banks[banked[0]]) if banked else 1.0
+        levels = [base * self.subdivide**k for k in range(len(banked))]
+        if self.arrangement == "fine_to_coarse":
+            levels = levels[::-1]
+        elif self.arrangement == "uniform_coarse":
+            levels = [levels[0]] * len(levels) if levels else []
+        elif self.arrangement == "uniform_fine":
+            levels = [levels[-1]] * len(levels) if levels else []
+        out = [1.0] * self.layers
+        for i, a in zip(banked, levels):
+            out[i] = a
+        return out
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How tile networks are fitted."""
+
+    steps: int = 2000
+    samples_per_tile: int = 8192
+    learning_rate: float = 2e-3
+    final_lr_fraction: float = 0.05
+    warmup_steps: int = 50
+    tiles_per_batch: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.samples_per_tile < 1 or self.tiles_per_batch < 1:
+            raise UsageError("steps >= 0, samples_per_tile >= 1 and tiles_per_batch >= 1 are required")
+        if not self.learning_rate > 0:
+            raise UsageError("learning_rate must be > 0")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Integer quantization of the bank weights (per bank and output channel)."""
+
+    bits: int = 8
+    bias_dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 8:
+            raise UsageError(f"quantization bits must be in 2..8, got {self.bits}")
+        if self.bias_dtype not in ("float16", "float32"):
+            raise UsageError("bias_dtype must be float16 or float32")
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Tiling of the image: nominal tile size and the overlap margin blended at seams."""
+
+    size: int = 512
+    margin: int = 4
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise UsageError(f"tile size must be >= 8 pixels, got {self.size}")
+        if self.margin < 0 or 2 * self.margin >= self.size:
+            raise UsageError("tile margin must be >= 0 and smaller than half the tile size")
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Everything an encode needs; stored whole in the file header."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    tile: TileConfig = field(default_factory=TileConfig)
+    preset: str = "custom"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodecConfig":
+        """Rebuild from :meth:`to_dict` output; unknown or missing keys raise ``ValueError``."""
+        try:
+            model = dict(d["model"])
+            model["banks"] = tuple(model["banks"])
+            return cls(
+                model=ModelConfig(**model),
+                fit=FitConfig(**d["fit"]),
+                quant=QuantConfig(**d["quant"]),
+                tile=TileConfig(**d["tile"]),
+                preset=str(d.get("preset", "custom")),
+            )
+        except (KeyError, TypeError, UsageError) as exc:
+            raise ValueError(f"invalid codec config: {exc}") from exc
+
+    def with_overrides(self, *, steps: int | None = None, tile: int | None = None,
+                       seed: int | None = None) -> "CodecConfig":
+        """The same config with the common CLI overrides applied."""
+        cfg = self
+        if steps is not None:
+            cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, steps=steps))
+        if seed is not None:
+            cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, seed=seed))
+        if tile is not None:
+            margin = min(cfg.tile.margin, max(0, (tile - 1) // 2))
+            cfg = dataclasses.replace(cfg, tile=TileConfig(size=tile, margin=margin))
+        return cfg
+
+
+def _preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfig) -> CodecConfig:
+    return CodecConfig(model=model, fit=fit, quant=QuantConfig(), tile=tile, preset=name)
+
+
+PRESETS: dict[str, CodecConfig] = {
+    "fast": _preset(
+        "fast",
+        ModelConfig(width=24, banks=(1, 2, 2, 1)),
+        FitConfig(steps=600, samples_per_tile=8192),
+        TileConfig(size=256, margin=4),
+    ),
+    "balanced": _preset(
+        "balanced",
+        ModelConfig(width=32, banks=(1, 2, 2, 2, 1)),
+        FitConfig(steps=2000, samples_per_tile=8192),
+        TileConfig(size=256, margin=4),
+    ),
+    "best": _preset(
+        "best",
+        ModelConfig(width=48, banks=(1, 2, 2, 2, 2, 1)),
+        FitConfig(steps=8000, samples_per_tile=16384),
+        TileConfig(size=256, margin=4),
+    ),
+}
+
+
+def preset(name: str) -> CodecConfig:
+    """The named preset (``fast``, ``balanced`` or ``best``)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

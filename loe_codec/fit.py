@@ -1,0 +1,106 @@
+"""Fitting a batch of tile networks to their pixels (Adam, random pixel sampling)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .config import FitConfig, ModelConfig
+from .model import TiledLoE
+
+ProgressFn = Callable[[int, int, float], None]
+"""``progress(step_done, total_steps, current_loss)``."""
+
+
+@dataclass
+class TileTarget:
+    """Pixels one tile network is fitted to.
+
+    ``pixels`` is ``[h, w, C]`` uint8: the tile's fit window of the image, whose
+    top-left pixel sits at image position ``(window_x, window_y)``. The tile's
+    coordinate domain starts at ``(domain_x, domain_y)`` and spans
+    ``(extent_x, extent_y)`` image pixels; tile-local ``p = (pos - domain) / extent``.
+    """
+
+    pixels: torch.Tensor
+    window_x: int
+    window_y: int
+    domain_x: float
+    domain_y: float
+    extent_x: float
+    extent_y: float
+    seed: int
+
+
+def tile_seed(seed: int, tile_index: int) -> int:
+    """Seed of one tile's initialisation: depends only on the run seed and the tile."""
+    return (int(seed) * 1_000_003 + int(tile_index) * 7919 + 17) & 0x7FFFFFFF
+
+
+def learning_rate(step: int, cfg: FitConfig) -> float:
+    """Linear warm-up, then cosine decay from ``learning_rate`` to ``final_lr_fraction`` of it."""
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    t = min((step - cfg.warmup_steps) / span, 1.0)
+    low = cfg.final_lr_fraction
+    return cfg.learning_rate * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class _PixelPool:
+    """All tiles' pixels flattened on the device, with per-tile geometry, for sampling."""
+
+    def __init__(self, targets: list[TileTarget], device: torch.device):
+        sizes = [t.pixels.shape[0] * t.pixels.shape[1] for t in targets]
+        self.pixels = torch.cat([t.pixels.reshape(-1, t.pixels.shape[2]) for t in targets]).to(device)
+        as_t = lambda vals, dt: torch.tensor(vals, dtype=dt, device=device).unsqueeze(1)  # noqa: E731
+        self.offset = as_t([0] + list(torch.tensor(sizes).cumsum(0)[:-1].tolist()), torch.long)
+        self.count = as_t(sizes, torch.long)
+        self.width = as_t([t.pixels.shape[1] for t in targets], torch.long)
+        self.origin_x = as_t([t.window_x + 0.5 - t.domain_x for t in targets], torch.float32)
+        self.origin_y = as_t([t.window_y + 0.5 - t.domain_y for t in targets], torch.float32)
+        self.extent_x = as_t([t.extent_x for t in targets], torch.float32)
+        self.extent_y = as_t([t.extent_y for t in targets], torch.float32)
+        self.num_tiles = len(targets)
+        self.tile = torch.arange(self.num_tiles, device=device).unsqueeze(1)
+
+    def sample(self, per_tile: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random pixels: tile ``[N]``, coords ``[N, 2]`` (x, y), targets ``[N, C]`` in ``[-0.5, 0.5]``."""
+        u = torch.rand(self.num_tiles, per_tile, generator=gen, device=self.pixels.device)
+        local = torch.minimum((u * self.count).long(), self.count - 1)
+        row, col = local // self.width, local % self.width
+        x = (col + self.origin_x) / self.extent_x
+        y = (row + self.origin_y) / self.extent_y
+        coords = torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
+        target = self.pixels[(self.offset + local).reshape(-1)].float() / 255.0 - 0.5
+        return self.tile.expand(-1, per_tile).reshape(-1), coords, target
+
+
+def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarget],
+              device: str | torch.device = "cpu", progress: ProgressFn | None = None) -> TiledLoE:
+    """Fit one network per target, all in one batched model.
+
+    Returns the fitted :class:`TiledLoE` (on the CPU, float32, tile ``k`` = ``targets[k]``).
+    """
+    device = torch.device(device)
+    model = TiledLoE.initialised(model_cfg, [t.seed for t in targets]).to(device)
+    pool = _PixelPool(targets, device)
+    gen = torch.Generator(device=device).manual_seed(targets[0].seed if targets else 0)
+    opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate)
+    loss_value = float("nan")
+    report_every = max(1, fit_cfg.steps // 100)
+    for step in range(fit_cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, fit_cfg)
+        tile, coords, target = pool.sample(fit_cfg.samples_per_tile, gen)
+        loss = torch.mean((model(tile, coords, tile_major=True) - target) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress is not None and ((step + 1) % report_every == 0 or step + 1 == fit_cfg.steps):
+            loss_value = float(loss.detach())
+            progress(step + 1, fit_cfg.steps, loss_value)
+    return model.cpu().eval()

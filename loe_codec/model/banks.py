@@ -1,0 +1,55 @@
+"""Which weight bank a coordinate lands in.
+
+Layer ``i`` tiles its ``n**d`` banks periodically over the tile domain:
+``bank = floor(alpha_i * p + beta_i) mod n`` per dimension, and the
+per-dimension indices are combined row-major into one bank id.
+"""
+
+import torch
+
+
+def _combine(per_dim: torch.Tensor, n: int) -> torch.Tensor:
+    """``[..., d]`` per-dimension indices in ``[0, n)`` -> ``[...]`` row-major ids in ``[0, n**d)``."""
+    d = per_dim.shape[-1]
+    weights = n ** torch.arange(d - 1, -1, -1, device=per_dim.device, dtype=per_dim.dtype)
+    return (per_dim * weights).sum(-1)
+
+
+def bank_index(coords: torch.Tensor, n: int, alpha: float, beta: float = 0.0) -> torch.Tensor:
+    """Nearest bank of every coordinate.
+
+    Args:
+        coords: ``[N, d]`` tile-local coordinates in ``[0, 1]``.
+        n: banks per dimension; alpha, beta: the layer's grid scale and offset.
+
+    Returns:
+        ``[N]`` int64 bank ids in ``[0, n**d)``.
+    """
+    if n == 1:
+        return torch.zeros(coords.shape[0], dtype=torch.long, device=coords.device)
+    cell = torch.floor(coords * alpha + beta).long()
+    return _combine(torch.remainder(cell, n), n)
+
+
+def bank_neighbours(coords: torch.Tensor, n: int, alpha: float, beta: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``2**d`` banks around each coordinate and their multilinear weights.
+
+    Bank cells are centred at ``(c + 0.5 - beta) / alpha``; a coordinate blends the
+    cells whose centres surround it, periodically wrapped like the banks.
+
+    Returns:
+        ids ``[N, 2**d]`` int64 and weights ``[N, 2**d]`` (summing to 1 per row).
+    """
+    num, d = coords.shape
+    u = coords * alpha + beta - 0.5
+    lo = torch.floor(u)
+    frac = u - lo
+    lo = lo.long()
+    corners = torch.tensor([[(k >> (d - 1 - j)) & 1 for j in range(d)] for k in range(2**d)],
+                           device=coords.device)  # [K, d]
+    cells = lo.unsqueeze(1) + corners  # [N, K, d]
+    w = torch.where(corners.bool(), frac.unsqueeze(1), 1.0 - frac.unsqueeze(1)).prod(-1)  # [N, K]
+    if n == 1:
+        return torch.zeros(num, 2**d, dtype=torch.long, device=coords.device), w
+    return _combine(torch.remainder(cells, n), n), w

@@ -1,0 +1,41 @@
+"""Integer quantization of bank weights with per-(bank, output channel) scales.
+
+Decode uses the dequantized weights only, so what the encoder measures after
+:func:`dequantize` is exactly what a decoder reproduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import QuantConfig
+
+
+@dataclass
+class QuantizedTensor:
+    """``values`` int8 ``[banks, in, out]`` times ``scale`` float16 ``[banks, out]``."""
+
+    values: torch.Tensor
+    scale: torch.Tensor
+
+
+def quantize_weight(weight: torch.Tensor, cfg: QuantConfig) -> QuantizedTensor:
+    """Symmetric uniform quantization of ``weight`` ``[banks, in, out]`` to ``cfg.bits`` bits."""
+    qmax = 2 ** (cfg.bits - 1) - 1
+    peak = weight.detach().abs().amax(dim=1)  # [banks, out]
+    scale = (peak / qmax).to(torch.float16)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel
+    values = torch.round(weight.detach() / scale.float().unsqueeze(1)).clamp(-qmax, qmax)
+    return QuantizedTensor(values.to(torch.int8), scale)
+
+
+def dequantize_weight(q: QuantizedTensor) -> torch.Tensor:
+    """Float32 ``[banks, in, out]`` weights a decoder uses."""
+    return q.values.float() * q.scale.float().unsqueeze(1)
+
+
+def quantize_bias(bias: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
+    """Biases are few; they are stored as floats of ``cfg.bias_dtype``."""
+    return bias.detach().to(getattr(torch, cfg.bias_dtype))
