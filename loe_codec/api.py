@@ -58,6 +58,8 @@ def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "
         if value is not None and value < 0:
             raise UsageError(f"{name} must be >= 0, got {value}")
     cfg = cfg.with_overrides(steps=steps, tile=tile, seed=seed)
+    if cfg.model.dims != 2:
+        raise UsageError(f"images need a 2-D model (dims=2), the config has dims={cfg.model.dims}")
     output = str(output)
     if not output.endswith(".loe"):
         raise UsageError(f"{output}: the output of encode must end in .loe")

@@ -16,8 +16,8 @@ A decoder opens the file lazily and reads only the tiles a region needs.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +28,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import CodecConfig
-from .errors import CodecRuntimeError, FormatError, UsageError
+from .errors import FormatError, UsageError
+from .files import atomic_output
 from .quantize import QuantizedTensor, dequantize_weight
 from .tiling import TileGrid
 
 FORMAT_NAME = "loe-codec"
 FORMAT_VERSION = 1
 METADATA_KEY = "loe"
+MAX_SIDE = 1 << 24  # pixels per side a header may claim
 
 
 @dataclass(frozen=True)
@@ -100,16 +102,22 @@ class Header:
             tiles = d["tiles"]
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"invalid header: {exc}") from None
-        if not all(isinstance(v, int) and v > 0 for v in (source.width, source.height, source.channels)):
+        if not all(isinstance(v, int) and 0 < v <= MAX_SIDE for v in (source.width, source.height)) or \
+                source.channels not in (1, 2, 3, 4):
             raise FormatError("invalid source dimensions in the header")
+        if config.model.dims != 2:
+            raise FormatError(f"an image file needs a 2-D model, this one has dims={config.model.dims}")
+        if not isinstance(tiles, dict):
+            raise FormatError("invalid header: 'tiles' must be an object")
+        count = math.ceil(source.width / config.tile.size) * math.ceil(source.height / config.tile.size)
+        if tiles.get("count") != count or len(crcs) != count:
+            raise FormatError("the header's tile grid (tile count) does not match the image size and tile config")
         if source.channels != config.model.out_channels or source.bit_depth != 8:
             raise FormatError("the header's channel count or bit depth does not match its model")
         header = cls(source, config, crcs, stats, str(d.get("encoder", "")), version)
         grid = header.grid
         if (tiles.get("cols"), tiles.get("rows"), tiles.get("count")) != (grid.cols, grid.rows, len(grid)):
             raise FormatError("the header's tile grid does not match the image size and tile config")
-        if len(crcs) != len(grid):
-            raise FormatError("the header has the wrong number of tile checksums")
         return header
 
 
@@ -171,20 +179,8 @@ def write_codec(path: str | os.PathLike, header: Header, blobs: list[torch.Tenso
         raise ValueError("one blob of the configured size per tile is required")
     header.tile_crc32 = [zlib.crc32(b.numpy().tobytes()) for b in blobs]
     tensors = {f"tile.{k}": b for k, b in enumerate(blobs)}
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise CodecRuntimeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         save_file(tensors, tmp, metadata={METADATA_KEY: header.to_json()})
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CodecRuntimeError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
     return path.stat().st_size
 
 
@@ -208,7 +204,7 @@ class CodecReader:
         count = len(self.header.grid)
         expected = {f"tile.{k}" for k in range(count)}
         if keys != expected:
-            raise FormatError(f"{self.path} holds tensors {len(keys)} that do not match its {count} tiles")
+            raise FormatError(f"{self.path} holds {len(keys)} tensors that do not match its {count} tiles")
         self._tile_bytes = tile_bytes(self.header.config)
         for name in expected:
             sl = self._file.get_slice(name)

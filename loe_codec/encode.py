@@ -16,8 +16,9 @@ from .decode import DecodeRequest, iter_blocks
 from .fit import TileTarget, fit_tiles, tile_seed
 from .imageio import ImageSource
 from .metrics import ErrorAccumulator
+from .model import TiledLoE
 from .quantize import quantize_bias, quantize_weight
-from .tiling import TileGrid
+from .tiling import Tile, TileGrid
 
 StageProgressFn = Callable[[str, float, float], None]
 """``progress(stage, done, total)`` with stage ``"fit"`` or ``"measure"``."""
@@ -46,6 +47,36 @@ class BlobSource:
         return unpack_tile(self.config, self.blobs[index].numpy())
 
 
+def tile_targets(image: ImageSource, grid: TileGrid, config: CodecConfig,
+                 tiles: list[Tile] | None = None) -> list[TileTarget]:
+    """Fit targets of ``tiles`` (default: all tiles) of an image, tile ``k`` seeded from ``(seed, k)``."""
+    targets = []
+    for t in grid.tiles() if tiles is None else tiles:
+        wx, wy, ww, wh = grid.window(t)
+        dx, dy, ex, ey = grid.domain(t)
+        pixels = torch.from_numpy(image.read(wx, wy, ww, wh).copy())
+        targets.append(TileTarget(pixels, wx, wy, dx, dy, ex, ey, tile_seed(config.fit.seed, t.index)))
+    return targets
+
+
+def pack_fitted(model: TiledLoE, index: int, config: CodecConfig) -> torch.Tensor:
+    """Quantize and pack tile network ``index`` of a fitted model into its blob."""
+    weights = [quantize_weight(w[index], config.quant) for w in model.weights]
+    biases = [quantize_bias(b[index], config.quant) for b in model.biases]
+    return pack_tile(config, weights, biases)
+
+
+def make_header(image: ImageSource, config: CodecConfig, stats: dict | None = None) -> Header:
+    """The header of a file holding ``image`` coded with ``config`` (checksums are added on write)."""
+    return Header(SourceInfo(image.width, image.height, image.channels, 8), config, [], stats or {},
+                  encoder=f"loe-codec {__version__}")
+
+
+def with_channels(config: CodecConfig, channels: int) -> CodecConfig:
+    """``config`` with the model's output channels set to the image's band count."""
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, out_channels=channels))
+
+
 def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
                  progress: StageProgressFn | None = None) -> list[torch.Tensor]:
     """Fit every tile (``tiles_per_batch`` at a time) and return their packed blobs, in tile order."""
@@ -55,22 +86,14 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     total = float(len(tiles) * config.fit.steps)
     for start in range(0, len(tiles), batch):
         chunk = tiles[start:start + batch]
-        targets = []
-        for t in chunk:
-            wx, wy, ww, wh = grid.window(t)
-            dx, dy, ex, ey = grid.domain(t)
-            pixels = torch.from_numpy(image.read(wx, wy, ww, wh).copy())
-            targets.append(TileTarget(pixels, wx, wy, dx, dy, ex, ey, tile_seed(config.fit.seed, t.index)))
 
         def fit_progress(step: int, steps: int, loss: float, done_before: int = start) -> None:
             if progress is not None:
                 progress("fit", done_before * steps + step * len(chunk), total)
 
-        model = fit_tiles(config.model, config.fit, targets, device=device, progress=fit_progress)
-        for k in range(len(chunk)):
-            qw = [quantize_weight(w[k], config.quant) for w in model.weights]
-            qb = [quantize_bias(b[k], config.quant) for b in model.biases]
-            blobs.append(pack_tile(config, qw, qb))
+        model = fit_tiles(config.model, config.fit, tile_targets(image, grid, config, chunk), device=device,
+                          progress=fit_progress)
+        blobs += [pack_fitted(model, k, config) for k in range(len(chunk))]
     if progress is not None:
         progress("fit", total, total)
     return blobs
@@ -97,7 +120,7 @@ def encode_image(source_path: str, output_path: str, config: CodecConfig, device
     """Encode an image file into a `.loe` file. See :func:`loe_codec.encode` for the public entry point."""
     started = time.perf_counter()
     image = ImageSource(source_path)
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, out_channels=image.channels))
+    config = with_channels(config, image.channels)
     grid = TileGrid(image.width, image.height, config.tile.size, config.tile.margin)
     blobs = fit_and_pack(image, grid, config, device, progress)
     stats: dict = {}
@@ -106,9 +129,7 @@ def encode_image(source_path: str, output_path: str, config: CodecConfig, device
         errors = measure(BlobSource(config, blobs), grid, image, device, progress)
         psnr = errors.psnr()
         stats["psnr"] = round(psnr, 4)
-    header = Header(SourceInfo(image.width, image.height, image.channels, 8), config, [], stats,
-                    encoder=f"loe-codec {__version__}")
-    size = write_codec(output_path, header, blobs)
+    size = write_codec(output_path, make_header(image, config, stats), blobs)
     return EncodeResult(str(output_path), size, size * 8.0 / (image.width * image.height), psnr,
                         len(grid), time.perf_counter() - started)
 

@@ -85,22 +85,27 @@ def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarg
 
     Returns the fitted :class:`TiledLoE` (on the CPU, float32, tile ``k`` = ``targets[k]``).
     """
+    if not targets:
+        raise ValueError("fit_tiles needs at least one tile")
     device = torch.device(device)
     model = TiledLoE.initialised(model_cfg, [t.seed for t in targets]).to(device)
     pool = _PixelPool(targets, device)
-    gen = torch.Generator(device=device).manual_seed(targets[0].seed if targets else 0)
-    opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate)
+    # One sampling stream per batch, seeded by its first tile.
+    gen = torch.Generator(device=device).manual_seed(targets[0].seed)
+    opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)
     loss_value = float("nan")
     report_every = max(1, fit_cfg.steps // 100)
     for step in range(fit_cfg.steps):
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, fit_cfg)
         tile, coords, target = pool.sample(fit_cfg.samples_per_tile, gen)
-        loss = torch.mean((model(tile, coords, tile_major=True) - target) ** 2)
+        err = (model(tile, coords, tile_major=True) - target) ** 2
+        # Sum of per-tile means: each tile's gradient is independent of the batch size.
+        loss = err.view(len(targets), -1).mean(dim=1).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == fit_cfg.steps):
-            loss_value = float(loss.detach())
+            loss_value = float(loss.detach()) / len(targets)
             progress(step + 1, fit_cfg.steps, loss_value)
     return model.cpu().eval()

@@ -10,12 +10,12 @@ temporary name and renamed on success.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CodecRuntimeError, UsageError
+from .files import atomic_output
 
 try:  # pyvips prints a warning and raises at first use when libvips is missing
     import pyvips
@@ -74,7 +74,11 @@ def check_output_path(path: str | os.PathLike) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"{path}: the folder {parent} does not exist")
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a name too long: the write itself reports it
+        is_dir = False
+    if is_dir:
         raise UsageError(f"{path} is a folder")
     return path
 
@@ -88,17 +92,11 @@ def write_image(pixels: np.ndarray, path: str | os.PathLike) -> None:
         c -= 1
     image = pyvips.Image.new_from_memory(np.ascontiguousarray(pixels, dtype=np.uint8).data, w, h, c, "uchar")
     image = image.copy(interpretation="b-w" if c <= 2 else "srgb")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        image.write_to_file(tmp)
-        os.replace(tmp, path)
-    except pyvips.Error as exc:
-        raise CodecRuntimeError(f"cannot write {path} ({_vips_message(exc)})") from None
-    except OSError as exc:
-        raise CodecRuntimeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_output(path) as tmp:
+        try:
+            image.write_to_file(tmp)
+        except pyvips.Error as exc:
+            raise CodecRuntimeError(f"cannot write {path} ({_vips_message(exc)})") from None
 
 
 def flatten_alpha(pixels: np.ndarray) -> np.ndarray:

@@ -25,7 +25,8 @@ def quantize_weight(weight: torch.Tensor, cfg: QuantConfig) -> QuantizedTensor:
     """Symmetric uniform quantization of ``weight`` ``[banks, in, out]`` to ``cfg.bits`` bits."""
     qmax = 2 ** (cfg.bits - 1) - 1
     peak = weight.detach().abs().amax(dim=1)  # [banks, out]
-    scale = (peak / qmax).to(torch.float16)
+    # Clamp to float16's normal range: subnormal scales lose precision and would clip values.
+    scale = (peak / qmax).clamp_min(torch.finfo(torch.float16).tiny).to(torch.float16)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel
     values = torch.round(weight.detach() / scale.float().unsqueeze(1)).clamp(-qmax, qmax)
     return QuantizedTensor(values.to(torch.int8), scale)

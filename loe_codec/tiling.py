@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -41,11 +42,11 @@ class TileGrid:
     size: int
     margin: int
 
-    @property
+    @cached_property
     def x_edges(self) -> list[int]:
         return _edges(self.width, self.size)
 
-    @property
+    @cached_property
     def y_edges(self) -> list[int]:
         return _edges(self.height, self.size)
 
@@ -98,15 +99,13 @@ class TileGrid:
 
 
 def _ramp(v: torch.Tensor, lo: int, hi: int, has_lo: bool, has_hi: bool, margin: int) -> torch.Tensor:
-    w = torch.ones_like(v)
+    """One axis of a tile's weight: ``up - down``, where ``up`` rises over ``[lo - m, lo + m]`` and
+    ``down`` over ``[hi - m, hi + m]``. A tile's ``down`` is its right neighbour's ``up``, so the
+    weights telescope to exactly one even where a narrow tile's two ramps overlap."""
     if margin == 0:
-        if has_lo:
-            w = w * (v >= lo)
-        if has_hi:
-            w = w * (v < hi)
-        return w
-    if has_lo:
-        w = w * ((v - (lo - margin)) / (2 * margin)).clamp(0, 1)
-    if has_hi:
-        w = w * (((hi + margin) - v) / (2 * margin)).clamp(0, 1)
-    return w
+        up = (v >= lo).to(v.dtype) if has_lo else torch.ones_like(v)
+        down = (v >= hi).to(v.dtype) if has_hi else torch.zeros_like(v)
+    else:
+        up = ((v - (lo - margin)) / (2 * margin)).clamp(0, 1) if has_lo else torch.ones_like(v)
+        down = ((v - (hi - margin)) / (2 * margin)).clamp(0, 1) if has_hi else torch.zeros_like(v)
+    return up - down

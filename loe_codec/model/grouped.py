@@ -9,6 +9,22 @@ groups, so the cost is one GEMM plus two memory passes whatever the bank count.
 import torch
 
 
+class _TakeRows(torch.autograd.Function):
+    """``src[index]`` for an injective ``index``: its backward is a plain scatter, not a scatter-add."""
+
+    @staticmethod
+    def forward(ctx, src: torch.Tensor, index: torch.Tensor, src_rows: int) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.src_rows = src_rows
+        return src.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        out = grad.new_zeros(ctx.src_rows, grad.shape[1]).index_copy_(0, index, grad)
+        return out, None, None
+
+
 def grouped_linear(x: torch.Tensor, weight: torch.Tensor, group: torch.Tensor,
                    equal_groups: bool = False) -> torch.Tensor:
     """``y[j] = x[j] @ weight[group[j]]``.
@@ -48,7 +64,7 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, group: torch.Tensor,
     slot = torch.empty_like(slot_sorted).index_copy_(0, order, slot_sorted)
     padded = x.new_zeros(weight.shape[0] * width, fan_in).index_copy(0, slot, x)
     out = torch.bmm(padded.view(weight.shape[0], width, fan_in), weight)
-    return out.view(-1, fan_out).index_select(0, slot)
+    return _TakeRows.apply(out.view(-1, fan_out), slot, out.shape[0] * width)
 
 
 def blended_linear(x: torch.Tensor, weight: torch.Tensor, groups: torch.Tensor,

@@ -81,7 +81,10 @@ class TiledLoE(nn.Module):
         else:
             ids, blend = bank_neighbours(coords, n, self.scales[layer])
             y = blended_linear(x, flat, tile.unsqueeze(1) * nb + ids, blend)
-        return y + self.biases[layer][tile]
+        bias = self.biases[layer]
+        if tile_major:
+            return (y.view(self.num_tiles, -1, y.shape[1]) + bias.unsqueeze(1)).view(y.shape)
+        return y + bias[tile]
 
     def forward(self, tile: torch.Tensor, coords: torch.Tensor, tile_major: bool = False) -> torch.Tensor:
         """Evaluate samples.

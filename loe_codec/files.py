@@ -1,0 +1,42 @@
+"""Atomic output files: write under a temporary name in the same folder, rename on success."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import CodecRuntimeError
+
+
+def _set_default_mode(path: str) -> None:
+    """Give a temporary file the mode a plain ``open()`` would (mkstemp makes it private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path (same folder, same suffix) that replaces ``path`` if the block succeeds.
+
+    On any failure the temporary file is removed and nothing is left at ``path``;
+    ``OSError`` becomes :class:`CodecRuntimeError`.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=folder)
+        os.close(fd)
+        yield tmp
+        _set_default_mode(tmp)  # after writing: some writers replace the file they are given
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise CodecRuntimeError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

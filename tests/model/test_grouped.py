@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from loe_codec.model import grouped_linear
+from loe_codec.model.grouped import blended_linear
+
+
+def _loop_reference(x, weight, group):
+    if x.shape[0] == 0:
+        return x.new_zeros(0, weight.shape[2])
+    return torch.stack([x[j] @ weight[int(group[j])] for j in range(x.shape[0])])
+
+
+@pytest.mark.parametrize("groups_used", [
+    "all",  # every group has samples
+    "some_empty",  # several groups without any sample (first, middle and last among them)
+    "single",  # every sample in one group of many
+])
+def test_grouped_linear_matches_loop(groups_used):
+    g, n, fin, fout = 7, 90, 5, 4
+    x = torch.randn(n, fin, dtype=torch.float64)
+    weight = torch.randn(g, fin, fout, dtype=torch.float64)
+    if groups_used == "all":
+        group = torch.randint(0, g, (n,))
+        group[:g] = torch.arange(g)  # make sure none is empty
+        group = group[torch.randperm(n)]
+    elif groups_used == "some_empty":
+        allowed = torch.tensor([1, 2, 4])
+        group = allowed[torch.randint(0, 3, (n,))]
+    else:
+        group = torch.full((n,), 3)
+    got = grouped_linear(x, weight, group)
+    torch.testing.assert_close(got, _loop_reference(x, weight, group))
+
+
+def test_grouped_linear_gradients_match_loop():
+    g, n, fin, fout = 5, 40, 3, 6
+    x = torch.randn(n, fin, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(g, fin, fout, dtype=torch.float64, requires_grad=True)
+    group = torch.tensor([0, 3, 4])[torch.randint(0, 3, (n,))]
+    upstream = torch.randn(n, fout, dtype=torch.float64)
+    (grouped_linear(x, weight, group) * upstream).sum().backward()
+    gx, gw = x.grad.clone(), weight.grad.clone()
+    x.grad = None
+    weight.grad = None
+    (_loop_reference(x, weight, group) * upstream).sum().backward()
+    torch.testing.assert_close(gx, x.grad)
+    torch.testing.assert_close(gw, weight.grad)
+    # Groups without samples get exactly zero gradient.
+    assert float(gw[[1, 2]].abs().sum()) == 0.0
+
+
+def test_grouped_linear_equal_groups_path():
+    g, per, fin, fout = 4, 6, 3, 5
+    x = torch.randn(g * per, fin, dtype=torch.float64)
+    weight = torch.randn(g, fin, fout, dtype=torch.float64)
+    group = torch.arange(g).repeat_interleave(per)  # sorted, equal blocks
+    fast = grouped_linear(x, weight, group, equal_groups=True)
+    torch.testing.assert_close(fast, _loop_reference(x, weight, group))
+    torch.testing.assert_close(fast, grouped_linear(x, weight, group, equal_groups=False))
+
+
+def test_grouped_linear_single_group_and_empty_input():
+    x = torch.randn(9, 3)
+    w = torch.randn(1, 3, 2)
+    torch.testing.assert_close(grouped_linear(x, w, torch.zeros(9, dtype=torch.long)), x @ w[0])
+    out = grouped_linear(torch.zeros(0, 3), torch.randn(4, 3, 2), torch.zeros(0, dtype=torch.long))
+    assert out.shape == (0, 2)
+
+
+def test_blended_linear_matches_loop():
+    g, n, k, fin, fout = 6, 30, 4, 3, 2
+    x = torch.randn(n, fin, dtype=torch.float64)
+    weight = torch.randn(g, fin, fout, dtype=torch.float64)
+    groups = torch.randint(0, g, (n, k))
+    blend = torch.rand(n, k, dtype=torch.float64)
+    expect = torch.stack([sum(blend[j, i] * (x[j] @ weight[int(groups[j, i])]) for i in range(k))
+                          for j in range(n)])
+    torch.testing.assert_close(blended_linear(x, weight, groups, blend), expect)

@@ -1,0 +1,70 @@
+import dataclasses
+
+import pytest
+
+from loe_codec import errors
+from loe_codec.config import PRESETS, CodecConfig, FitConfig, ModelConfig, TileConfig, preset
+
+
+def test_layer_shapes_and_parameter_count():
+    cfg = ModelConfig(dims=2, width=10, banks=(1, 3, 2), pe_frequencies=2, out_channels=4)
+    assert cfg.in_features == 10
+    assert cfg.layer_shapes() == [(10, 10), (10, 10), (10, 4)]
+    assert cfg.bank_counts() == [1, 9, 4]
+    assert cfg.parameter_count() == (10 * 10 + 10) + (9 * 100 + 10) + (4 * 40 + 4)
+    assert ModelConfig(dims=3, banks=(2, 2)).bank_counts() == [8, 8]
+
+
+@pytest.mark.parametrize("kwargs", [dict(dims=1), dict(width=0), dict(banks=(1,)), dict(banks=(1, 0)),
+                                    dict(arrangement="random"), dict(blend="cubic"), dict(activation="tanh"),
+                                    dict(subdivide=0), dict(pe_frequencies=-1), dict(out_channels=0)])
+def test_model_config_validation(kwargs):
+    with pytest.raises(errors.UsageError):
+        ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(steps=-1), dict(samples_per_tile=0), dict(tiles_per_batch=0),
+                                    dict(learning_rate=0.0)])
+def test_fit_config_validation(kwargs):
+    with pytest.raises(errors.UsageError):
+        FitConfig(**kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_through_dicts(name):
+    cfg = preset(name)
+    assert cfg.preset == name
+    assert CodecConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_unknown_preset_and_bad_dicts():
+    with pytest.raises(errors.UsageError):
+        preset("ultra")
+    d = PRESETS["fast"].to_dict()
+    d["model"]["colour"] = 1
+    with pytest.raises(ValueError):
+        CodecConfig.from_dict(d)
+    d = PRESETS["fast"].to_dict()
+    del d["quant"]
+    with pytest.raises(ValueError):
+        CodecConfig.from_dict(d)
+
+
+def test_with_overrides():
+    cfg = PRESETS["balanced"]
+    out = cfg.with_overrides(steps=7, tile=8, seed=3)
+    assert (out.fit.steps, out.fit.seed, out.tile.size) == (7, 3, 8)
+    assert 2 * out.tile.margin < 8
+    assert cfg.with_overrides() == cfg
+    assert dataclasses.replace(cfg, preset="x").with_overrides(steps=1).preset == "x"
+    with pytest.raises(errors.UsageError):
+        cfg.with_overrides(tile=4)
+    assert TileConfig(size=8, margin=3).margin == 3
+
+
+def test_error_hierarchy_and_exit_codes():
+    assert issubclass(errors.FormatError, errors.UsageError)
+    assert issubclass(errors.UsageError, ValueError) and issubclass(errors.UsageError, errors.LoeError)
+    assert issubclass(errors.CodecRuntimeError, RuntimeError)
+    assert errors.UsageError.exit_code == errors.FormatError.exit_code == 2
+    assert errors.CodecRuntimeError.exit_code == 1

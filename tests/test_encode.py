@@ -1,0 +1,84 @@
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+
+import loe_codec
+from loe_codec.container import CodecReader
+from loe_codec.encode import BlobSource, fit_and_pack
+from loe_codec.imageio import ImageSource
+from loe_codec.tiling import TileGrid
+from support import loe_header
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_same_input_and_seed_give_the_same_file(crop_png, tmp_path, fast_config):
+    a, b, c = tmp_path / "a.loe", tmp_path / "b.loe", tmp_path / "c.loe"
+    loe_codec.encode(crop_png, a, config=fast_config, device="cpu")
+    loe_codec.encode(crop_png, b, config=fast_config, device="cpu")
+    loe_codec.encode(crop_png, c, config=fast_config, seed=1, device="cpu")
+    assert _sha(a) == _sha(b)
+    assert _sha(a) != _sha(c)
+    assert loe_header(c)["config"]["fit"]["seed"] == 1
+
+
+def test_encode_result_and_header(crop_png, tmp_path, fast_config):
+    out = tmp_path / "x.loe"
+    stages = []
+    result = loe_codec.encode(crop_png, out, config=fast_config, device="cpu",
+                              progress=lambda stage, done, total: stages.append((stage, done, total)))
+    assert result.path == str(out) and result.bytes == out.stat().st_size
+    assert result.tiles == 6 and result.bpp == pytest.approx(result.bytes * 8 / (40 * 28))
+    assert result.psnr is not None and result.seconds >= 0
+    header = loe_header(out)
+    assert header["source"] == {"width": 40, "height": 28, "channels": 3, "bit_depth": 8}
+    assert header["stats"]["psnr"] == pytest.approx(result.psnr, abs=1e-4)
+    assert header["encoder"].startswith("loe-codec ")
+    # Progress: fit then measure, each ending complete, never going backwards.
+    fit = [(d, t) for s, d, t in stages if s == "fit"]
+    meas = [(d, t) for s, d, t in stages if s == "measure"]
+    assert fit and meas and stages.index(("fit",) + fit[-1]) < stages.index(("measure",) + meas[0])
+    assert fit[-1][0] == fit[-1][1] and meas[-1][0] == meas[-1][1]
+    assert all(a[0] <= b[0] for a, b in zip(fit, fit[1:]))
+
+
+def test_no_measure_skips_the_psnr(crop_png, tmp_path, fast_config):
+    out = tmp_path / "x.loe"
+    result = loe_codec.encode(crop_png, out, config=fast_config, device="cpu", measure_psnr=False)
+    assert result.psnr is None and "psnr" not in loe_header(out)["stats"]
+
+
+def test_overrides_apply(crop_png, tmp_path, fast_config):
+    out = tmp_path / "x.loe"
+    result = loe_codec.encode(crop_png, out, config=fast_config, tile=24, steps=3, device="cpu",
+                              measure_psnr=False)
+    header = loe_header(out)
+    assert header["config"]["tile"]["size"] == 24 and header["config"]["fit"]["steps"] == 3
+    assert result.tiles == 2 * 2
+
+
+def test_in_memory_blobs_decode_like_the_file(crop_png, tmp_path, fast_config):
+    out = tmp_path / "x.loe"
+    loe_codec.encode(crop_png, out, config=fast_config, device="cpu", measure_psnr=False)
+    image = ImageSource(crop_png)
+    cfg = dataclasses.replace(fast_config, model=dataclasses.replace(fast_config.model, out_channels=3))
+    grid = TileGrid(40, 28, cfg.tile.size, cfg.tile.margin)
+    blobs = fit_and_pack(image, grid, cfg, "cpu")
+    mem = BlobSource(cfg, blobs)
+    with CodecReader(out) as reader:
+        for k in range(len(grid)):
+            for x, y in zip(reader.read_tile(k)[0] + reader.read_tile(k)[1], mem.read_tile(k)[0] + mem.read_tile(k)[1]):
+                assert np.array_equal(x.numpy(), y.numpy())
+
+
+def test_tiles_per_batch_does_not_change_the_tile_count(crop_png, tmp_path, fast_config):
+    cfg = dataclasses.replace(fast_config, fit=dataclasses.replace(fast_config.fit, tiles_per_batch=4))
+    out = tmp_path / "x.loe"
+    result = loe_codec.encode(crop_png, out, config=cfg, device="cpu")
+    assert result.tiles == 6
+    with loe_codec.open(out) as img:
+        assert img.decode(device="cpu").shape == (28, 40, 3)
