@@ -75,16 +75,18 @@ class Variant:
 # --------------------------------------------------------------------------- configuration
 
 
-def mlp_baseline(config: CodecConfig) -> CodecConfig:
+def mlp_baseline(config: CodecConfig, learning_rate: float | None = None) -> CodecConfig:
     """``config`` as a plain MLP: all banks 1, the widest width within the LoE parameter count.
 
-    Bits, steps, sampling and tiling stay the same, so both files cost about the same bytes.
+    Bits, steps, sampling and tiling stay the same, so both files cost about the same bytes;
+    ``learning_rate`` (default: the preset's) lets the baseline get its own best rate.
     """
     budget = config.model.parameter_count()
     model = dataclasses.replace(config.model, banks=(1,) * config.model.layers, width=1)
     while dataclasses.replace(model, width=model.width + 1).parameter_count() <= budget:
         model = dataclasses.replace(model, width=model.width + 1)
-    return dataclasses.replace(config, model=model, preset=f"{config.preset}-mlp")
+    fit = config.fit if learning_rate is None else dataclasses.replace(config.fit, learning_rate=learning_rate)
+    return dataclasses.replace(config, model=model, fit=fit, preset=f"{config.preset}-mlp")
 
 
 def select_images(data: Path, names: str | None) -> list[Path]:
@@ -314,6 +316,7 @@ def run_block(args: argparse.Namespace, device: str, variants: list[Variant],
         block["fit_s_total"] = fit_seconds
     if len(variants) > 1:
         block["baseline_config"] = variants[1].config.to_dict()
+        block["baseline_learning_rates"] = {v.name: v.config.fit.learning_rate for v in variants[1:]}
     return block
 
 
@@ -355,6 +358,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto")
     p.add_argument("--baseline", choices=("mlp",),
                    help="also run a plain MLP with banks all 1 and at most the LoE parameters per tile")
+    p.add_argument("--mlp-lr", type=float, nargs="+", metavar="LR",
+                   help="with --baseline mlp: one MLP variant per learning rate (default: the preset's)")
     p.add_argument("--batch-images", action="store_true",
                    help="fit all images' tiles together in one fit_tiles call per variant (fast on a GPU)")
     p.add_argument("--out", type=Path,
@@ -371,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         sources = select_images(args.data, args.images)
         config = preset(args.preset).with_overrides(steps=args.steps)
-        variants = [Variant("loe", config)] + ([Variant("mlp", mlp_baseline(config))] if args.baseline else [])
+        variants = [Variant("loe", config)]
+        if args.baseline:
+            rates = args.mlp_lr or [None]
+            variants += [Variant("mlp" if lr is None else f"mlp_lr{lr:g}", mlp_baseline(config, lr)) for lr in rates]
         json_path = args.out or RESULTS_DIR / f"kodak_{args.preset}_{device}.json"
         json_path.parent.mkdir(parents=True, exist_ok=True)
         columns = (TextColumn("{task.description:<34}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),

@@ -1,10 +1,12 @@
 """Grouped matrix products: each sample is multiplied by the matrix of its group.
 
 This is the bank dispatch of an LoE layer: samples are ranked within their
-group (one sort), packed into a padded ``[groups, max_count, in]`` block, run
-through one batched matmul, and gathered back. There is no Python loop over
+group (one sort), packed into chunks of one group each (:class:`ChunkLayout`),
+run through one batched matmul, and gathered back. There is no Python loop over
 groups, so the cost is one GEMM plus two memory passes whatever the bank count.
 """
+
+from dataclasses import dataclass
 
 import torch
 
@@ -47,24 +49,62 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, group: torch.Tensor,
         return x.new_zeros(0, fan_out)
     if equal_groups:
         return torch.bmm(x.view(num_groups, n // num_groups, fan_in), weight).view(n, fan_out)
-    counts = torch.bincount(group, minlength=num_groups)
-    used = counts > 0
-    if not bool(used.all()):
-        # Drop empty groups so the padded block is no larger than needed.
-        group = (torch.cumsum(used.long(), 0) - 1)[group]
-        weight = weight[used]
-        counts = counts[used]
-    # Slot of every sample in a padded [groups, max_count] block: its group's row,
-    # then its rank among the samples of that group (found with one stable sort).
-    order = torch.argsort(group, stable=True)
-    width = int(counts.max())
-    starts = torch.cumsum(counts, 0) - counts
-    sorted_group = group[order]
-    slot_sorted = sorted_group * width + torch.arange(n, device=x.device) - starts[sorted_group]
-    slot = torch.empty_like(slot_sorted).index_copy_(0, order, slot_sorted)
-    padded = x.new_zeros(weight.shape[0] * width, fan_in).index_copy(0, slot, x)
-    out = torch.bmm(padded.view(weight.shape[0], width, fan_in), weight)
-    return _TakeRows.apply(out.view(-1, fan_out), slot, out.shape[0] * width)
+    layout = ChunkLayout.of(group, num_groups)
+    padded = layout.pack(x)
+    out = torch.bmm(padded, weight[layout.chunk_group])
+    return layout.unpack(out)
+
+
+@dataclass
+class ChunkLayout:
+    """Samples packed group by group into chunks of ``size`` rows, one group per chunk.
+
+    A group's samples fill its chunks in order and its last chunk is zero-padded,
+    so all chunks go through one batched matmul with their group's matrix and the
+    padding is at most one chunk per group, however unequal the group sizes are.
+    ``slot[j]`` is the padded row of sample ``j``; ``chunk_group`` ``[num_chunks]``
+    the group of every chunk; ``first`` ``[G]`` one sample of every non-empty group.
+    """
+
+    slot: torch.Tensor
+    chunk_group: torch.Tensor
+    first: torch.Tensor
+    num_chunks: int
+    size: int
+
+    @classmethod
+    def of(cls, group: torch.Tensor, num_groups: int) -> "ChunkLayout":
+        n = group.numel()
+        counts = torch.bincount(group, minlength=num_groups)
+        size = _chunk_rows(n, int((counts > 0).sum()))
+        chunks = (counts + size - 1) // size  # [G]
+        first_chunk = torch.cumsum(chunks, 0) - chunks
+        num_chunks = int(chunks.sum())
+        order = torch.argsort(group, stable=True)
+        sorted_group = group[order]
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(n, device=group.device) - starts[sorted_group]
+        slot_sorted = (first_chunk[sorted_group] + rank // size) * size + rank % size
+        slot = torch.empty_like(slot_sorted).index_copy_(0, order, slot_sorted)
+        chunk_group = torch.repeat_interleave(torch.arange(num_groups, device=group.device), chunks,
+                                              output_size=num_chunks)
+        first = order[starts.clamp(max=max(n - 1, 0))]
+        return cls(slot, chunk_group, first, num_chunks, size)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, F]`` samples -> ``[num_chunks, size, F]`` (padding rows are zero)."""
+        rows = x.new_zeros(self.num_chunks * self.size, x.shape[1]).index_copy(0, self.slot, x)
+        return rows.view(self.num_chunks, self.size, x.shape[1])
+
+    def unpack(self, padded: torch.Tensor) -> torch.Tensor:
+        """``[num_chunks, size, F]`` -> ``[N, F]`` in sample order."""
+        return _TakeRows.apply(padded.reshape(-1, padded.shape[2]), self.slot, self.num_chunks * self.size)
+
+
+def _chunk_rows(samples: int, groups: int) -> int:
+    """Rows per chunk: about a quarter of a group's mean size (a power of two in [16, 1024])."""
+    target = max(1, samples // (4 * groups))
+    return min(1024, max(16, 1 << (target.bit_length() - 1)))
 
 
 def blended_linear(x: torch.Tensor, weight: torch.Tensor, groups: torch.Tensor,

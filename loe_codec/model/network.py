@@ -10,7 +10,7 @@ from torch import nn
 from ..config import ModelConfig
 from .banks import bank_index, bank_neighbours
 from .encoding import positional_encoding
-from .grouped import blended_linear, grouped_linear
+from .grouped import ChunkLayout, blended_linear, grouped_linear
 
 
 def init_tile_parameters(config: ModelConfig, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -100,15 +100,51 @@ class TiledLoE(nn.Module):
         """
         cfg = self.config
         x = positional_encoding(coords, cfg.pe_frequencies)
-        last = cfg.layers - 1
+        if cfg.blend == "nearest" and not torch.is_grad_enabled() and not tile_major:
+            return self._forward_packed(x, tile, coords)
         for layer in range(cfg.layers):
-            x = self._linear(layer, x, tile, coords, tile_major)
-            if layer == last:
-                break
-            if cfg.activation == "sine":
-                x = torch.sin(x * cfg.sine_w0) if layer == 0 else torch.sin(x)
-            elif cfg.activation == "relu":
-                x = torch.relu(x)
-            else:
-                x = torch.nn.functional.gelu(x)
+            x = self._activate(layer, self._linear(layer, x, tile, coords, tile_major))
         return x
+
+    def _activate(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if layer == cfg.layers - 1:
+            return x
+        if cfg.activation == "sine":
+            return torch.sin(x * cfg.sine_w0) if layer == 0 else torch.sin(x)
+        if cfg.activation == "relu":
+            return torch.relu(x)
+        return torch.nn.functional.gelu(x)
+
+    def _forward_packed(self, x: torch.Tensor, tile: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """Inference with nearest banks: one sort for all layers.
+
+        Samples are grouped by their tile and the banks of *all* layers at once, so a
+        group uses one matrix per layer; packed once into chunks of one group each,
+        they stay packed through every layer (one batched matmul per layer with the
+        chunks' matrices) and are unpacked at the end.
+        """
+        cfg = self.config
+        key = tile.clone()
+        bank_ids = []
+        for layer, n in enumerate(cfg.banks):
+            nb = n**cfg.dims
+            bank = bank_index(coords, n, self.scales[layer]) if nb > 1 else torch.zeros_like(tile)
+            bank_ids.append(bank)
+            key = key * nb + bank
+        groups, group = torch.unique(key, return_inverse=True)
+        layout = ChunkLayout.of(group, groups.numel())
+        chunk_sample = layout.first[layout.chunk_group]  # one sample of every chunk
+        chunk_tile = tile[chunk_sample]
+        h = layout.pack(x)
+        for layer, bank in enumerate(bank_ids):
+            nb = cfg.banks[layer] ** cfg.dims
+            w = self.weights[layer]
+            weight = w.reshape(self.num_tiles * nb, w.shape[2], w.shape[3])[chunk_tile * nb + bank[chunk_sample]]
+            bias = self.biases[layer][chunk_tile].unsqueeze(1)
+            if layer == 0 and cfg.activation == "sine":  # fold w0 into the (gathered) parameters
+                weight, bias = weight * cfg.sine_w0, bias * cfg.sine_w0
+                h = torch.sin(torch.baddbmm(bias, h, weight))
+            else:
+                h = self._activate(layer, torch.baddbmm(bias, h, weight))
+        return layout.unpack(h)
