@@ -76,7 +76,7 @@ class ChunkLayout:
     def of(cls, group: torch.Tensor, num_groups: int) -> "ChunkLayout":
         n = group.numel()
         counts = torch.bincount(group, minlength=num_groups)
-        size = _chunk_rows(n, int((counts > 0).sum()))
+        size = _chunk_rows(n, int((counts > 0).sum()), int(counts.max()))
         chunks = (counts + size - 1) // size  # [G]
         first_chunk = torch.cumsum(chunks, 0) - chunks
         num_chunks = int(chunks.sum())
@@ -101,9 +101,17 @@ class ChunkLayout:
         return _TakeRows.apply(padded.reshape(-1, padded.shape[2]), self.slot, self.num_chunks * self.size)
 
 
-def _chunk_rows(samples: int, groups: int) -> int:
-    """Rows per chunk: about a quarter of a group's mean size (a power of two in [16, 1024])."""
-    target = max(1, samples // (4 * groups))
+def _chunk_rows(samples: int, groups: int, largest: int) -> int:
+    """Rows per chunk.
+
+    Near-equal groups (a random training batch) get one chunk each, of the largest
+    group's size: no matrix is gathered twice. Unequal groups (a decode block) get
+    chunks of about a quarter of the mean group size (a power of two in [16, 1024]).
+    """
+    mean = max(1, samples // max(1, groups))
+    if largest <= 2 * mean:
+        return largest
+    target = max(1, mean // 4)
     return min(1024, max(16, 1 << (target.bit_length() - 1)))
 
 
