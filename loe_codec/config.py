@@ -200,7 +200,9 @@ PRESETS: dict[str, CodecConfig] = {
     "fast": _preset(
         "fast",
         ModelConfig(width=16, banks=(1, 2, 2, 1)),
-        FitConfig(steps=2000),
+        # Short runs gain from a higher rate (kodim20 / kodim05 at 2000 steps:
+        # 24.6 / 19.3 dB at 1e-2, 26.0 / 20.3 dB at 3e-2).
+        FitConfig(steps=2000, learning_rate=3e-2),
         TileConfig(size=256, margin=4),
     ),
     "balanced": _preset("balanced", ModelConfig(), FitConfig(), TileConfig(size=256, margin=4)),
