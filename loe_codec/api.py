@@ -23,11 +23,10 @@ import torch
 
 from .config import CodecConfig, preset as named_preset
 from .container import CodecReader, tile_bytes
-from .decode import DecodeRequest, iter_blocks, render
-from .encode import EncodeResult, StageProgressFn, encode_image
+from .decode import DecodeRequest, render
+from .encode import EncodeResult, StageProgressFn, encode_image, measure
 from .errors import UsageError
 from .imageio import ImageSource, check_output_path, write_image
-from .metrics import ErrorAccumulator
 
 Region = tuple[int, int, int, int]
 
@@ -170,12 +169,7 @@ class LoeImage:
         if (ref.width, ref.height, ref.channels) != (self.width, self.height, self.channels):
             raise UsageError(f"{reference} is {ref.width}x{ref.height}x{ref.channels}, the codec holds "
                              f"{self.width}x{self.height}x{self.channels}")
-        acc = ErrorAccumulator(self.grid)
-        req = self.request()
-        for ox, oy, pixels in iter_blocks(self._reader, self.grid, req, resolve_device(device),
-                                          progress=progress):
-            h, w = pixels.shape[:2]
-            acc.add(ox, oy, pixels, ref.read(ox, oy, w, h))
+        acc = measure(self._reader, self.grid, ref, resolve_device(device), progress)
         size = self._reader.size_bytes
         return {
             "bytes": size,

@@ -12,7 +12,7 @@ import torch
 from . import __version__
 from .config import CodecConfig
 from .container import Header, SourceInfo, pack_tile, unpack_tile, write_codec
-from .decode import DecodeRequest, iter_blocks
+from .decode import DecodeProgressFn, DecodeRequest, TileSource, iter_blocks
 from .fit import TileTarget, fit_tiles, tile_seed
 from .imageio import ImageSource
 from .metrics import ErrorAccumulator
@@ -99,17 +99,12 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     return blobs
 
 
-def measure(source, grid: TileGrid, image: ImageSource, device: str,
-            progress: StageProgressFn | None = None) -> ErrorAccumulator:
-    """Decode the whole image at scale 1 and accumulate its error against the source."""
+def measure(source: TileSource, grid: TileGrid, image: ImageSource, device: str,
+            progress: DecodeProgressFn | None = None) -> ErrorAccumulator:
+    """Decode the whole image at scale 1 and accumulate its error against ``image``."""
     acc = ErrorAccumulator(grid)
     req = DecodeRequest(0, 0, grid.width, grid.height, grid.width, grid.height)
-
-    def decode_progress(done: int, total: int) -> None:
-        if progress is not None:
-            progress("measure", done, total)
-
-    for ox, oy, pixels in iter_blocks(source, grid, req, device, progress=decode_progress):
+    for ox, oy, pixels in iter_blocks(source, grid, req, device, progress=progress):
         h, w = pixels.shape[:2]
         acc.add(ox, oy, pixels, image.read(ox, oy, w, h))
     return acc
@@ -126,7 +121,8 @@ def encode_image(source_path: str, output_path: str, config: CodecConfig, device
     stats: dict = {}
     psnr = None
     if measure_psnr:
-        errors = measure(BlobSource(config, blobs), grid, image, device, progress)
+        stage = (lambda done, total: progress("measure", done, total)) if progress is not None else None
+        errors = measure(BlobSource(config, blobs), grid, image, device, stage)
         psnr = errors.psnr()
         stats["psnr"] = round(psnr, 4)
     size = write_codec(output_path, make_header(image, config, stats), blobs)
