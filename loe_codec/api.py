@@ -23,7 +23,7 @@ import torch
 
 from .config import CodecConfig, preset as named_preset
 from .container import CodecReader, tile_bytes
-from .decode import DecodeRequest, render
+from .decode import DecodeRequest, TileCache, render
 from .encode import EncodeResult, StageProgressFn, encode_image, measure
 from .errors import UsageError
 from .imageio import ImageSource, check_output_path, write_image
@@ -79,6 +79,7 @@ class LoeImage:
 
     def __init__(self, path: str | os.PathLike):
         self._reader = CodecReader(path)
+        self._tiles = TileCache(self._reader)  # dequantized tiles, kept across decodes
         self.header = self._reader.header
         self.grid = self.header.grid
         self.width = self.header.source.width
@@ -121,7 +122,7 @@ class LoeImage:
         output pixel averages several samples over its footprint (antialiased).
         """
         req = self.request(region, scale, width, height)
-        return render(self._reader, self.grid, req, resolve_device(device), progress)
+        return render(self._tiles, self.grid, req, resolve_device(device), progress)
 
     def decode_to_file(self, output: str | os.PathLike, region: Region | None = None,
                        scale: float | None = None, width: int | None = None, height: int | None = None,
@@ -169,7 +170,7 @@ class LoeImage:
         if (ref.width, ref.height, ref.channels) != (self.width, self.height, self.channels):
             raise UsageError(f"{reference} is {ref.width}x{ref.height}x{ref.channels}, the codec holds "
                              f"{self.width}x{self.height}x{self.channels}")
-        acc = measure(self._reader, self.grid, ref, resolve_device(device), progress)
+        acc = measure(self._tiles, self.grid, ref, resolve_device(device), progress)
         size = self._reader.size_bytes
         return {
             "bytes": size,

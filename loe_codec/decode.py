@@ -65,6 +65,10 @@ class TileCache:
         self.capacity = capacity
         self._tiles: OrderedDict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = OrderedDict()
 
+    @property
+    def config(self) -> CodecConfig:
+        return self.source.config
+
     def get(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         if index in self._tiles:
             self._tiles.move_to_end(index)
@@ -129,12 +133,15 @@ def render_block(cache: TileCache, grid: TileGrid, req: DecodeRequest, ox: int, 
     return out.cpu().numpy()
 
 
-def iter_blocks(source: TileSource, grid: TileGrid, req: DecodeRequest, device: str | torch.device = "cpu",
+def iter_blocks(source: TileSource | TileCache, grid: TileGrid, req: DecodeRequest, device: str | torch.device = "cpu",
                 block: int = BLOCK, progress: DecodeProgressFn | None = None
                 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Render ``req`` block by block: yields ``(out_x, out_y, uint8 [bh, bw, C])``."""
+    """Render ``req`` block by block: yields ``(out_x, out_y, uint8 [bh, bw, C])``.
+
+    ``source`` may be a :class:`TileCache` to keep tiles across requests.
+    """
     device = torch.device(device)
-    cache = TileCache(source)
+    cache = source if isinstance(source, TileCache) else TileCache(source)
     starts = [(ox, oy) for oy in range(0, req.out_height, block) for ox in range(0, req.out_width, block)]
     for n, (ox, oy) in enumerate(starts):
         bw, bh = min(block, req.out_width - ox), min(block, req.out_height - oy)
@@ -143,7 +150,7 @@ def iter_blocks(source: TileSource, grid: TileGrid, req: DecodeRequest, device: 
             progress(n + 1, len(starts))
 
 
-def render(source: TileSource, grid: TileGrid, req: DecodeRequest, device: str | torch.device = "cpu",
+def render(source: TileSource | TileCache, grid: TileGrid, req: DecodeRequest, device: str | torch.device = "cpu",
            progress: DecodeProgressFn | None = None) -> np.ndarray:
     """The whole request as one uint8 ``[out_height, out_width, C]`` array."""
     out = np.zeros((req.out_height, req.out_width, source.config.model.out_channels), dtype=np.uint8)

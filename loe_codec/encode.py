@@ -12,7 +12,7 @@ import torch
 from . import __version__
 from .config import CodecConfig
 from .container import Header, SourceInfo, pack_tile, unpack_tile, write_codec
-from .decode import DecodeProgressFn, DecodeRequest, TileSource, iter_blocks
+from .decode import DecodeProgressFn, DecodeRequest, TileCache, TileSource, iter_blocks
 from .fit import TileTarget, fit_tiles, tile_seed
 from .imageio import ImageSource
 from .metrics import ErrorAccumulator
@@ -99,7 +99,7 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     return blobs
 
 
-def measure(source: TileSource, grid: TileGrid, image: ImageSource, device: str,
+def measure(source: TileSource | TileCache, grid: TileGrid, image: ImageSource, device: str,
             progress: DecodeProgressFn | None = None) -> ErrorAccumulator:
     """Decode the whole image at scale 1 and accumulate its error against ``image``."""
     acc = ErrorAccumulator(grid)
