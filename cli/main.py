@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad arguments or input, 1 failure while working.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ def _errors() -> Iterator[None]:
 
     try:
         yield
+    except typer.Exit:
+        raise
     except LoeError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -49,7 +52,11 @@ def _errors() -> Iterator[None]:
     except OSError as exc:
         _fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}", 1)
     except Exception as exc:  # an unexpected bug: still one line, with a hint to get details
-        if os.environ.get("LOE_DEBUG"):
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            _fail("out of GPU memory (try --device cpu or a smaller --tile or region)", 1)
+        if os.environ.get("LOE_DEBUG", "") not in ("", "0"):
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set LOE_DEBUG=1 for a traceback)", 1)
 
@@ -91,9 +98,20 @@ def _parse_region(text: Optional[str]) -> Optional[tuple[int, int, int, int]]:
     return parts  # type: ignore[return-value]
 
 
+def _finite(value):
+    """JSON has no infinity (a perfect match has PSNR inf): such numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _emit(data: dict, as_json: bool, summary: str) -> None:
     if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
+        typer.echo(json.dumps(_finite(data), indent=2, default=str))
     else:
         typer.echo(summary)
 
@@ -193,7 +211,7 @@ def evaluate(
                                 progress=(lambda d, t: stage("decode", d, t)) if stage else None)
     seams = data["psnr_seams"]
     _emit(data, as_json, f"{codec}: {data['bpp']:.4f} bpp, PSNR {data['psnr']:.2f} dB"
-          + (f" (tile seams {seams:.2f} dB, interiors {data['psnr_interior']:.2f} dB)" if seams else ""))
+          + (f" (tile seams {seams:.2f} dB, interiors {data['psnr_interior']:.2f} dB)" if seams is not None else ""))
 
 
 def main() -> None:

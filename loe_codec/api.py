@@ -182,6 +182,7 @@ class LoeImage:
         }
 
     def close(self) -> None:
+        self._tiles = TileCache(self._reader)
         self._reader.close()
 
     def __enter__(self) -> "LoeImage":

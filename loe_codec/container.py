@@ -189,8 +189,10 @@ class CodecReader:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise UsageError(f"no such file: {self.path}")
+        if not self.path.is_file():
+            raise UsageError(f"not a file: {self.path}")
         try:
             self._file = safe_open(str(self.path), framework="pt")
             meta = self._file.metadata() or {}
@@ -220,6 +222,8 @@ class CodecReader:
         """Dequantized weights and biases of tile ``index`` (checksum verified)."""
         if not 0 <= index < len(self.header.tile_crc32):
             raise IndexError(f"tile {index} out of range")
+        if self._file is None:
+            raise ValueError(f"{self.path} is closed")
         try:
             blob = self._file.get_tensor(f"tile.{index}").numpy()
         except Exception as exc:

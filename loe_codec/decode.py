@@ -6,7 +6,8 @@ evenly over its footprint ``[x + i*w/W_out, x + (i+1)*w/W_out)`` (and likewise
 in y), with ``k = ceil(w / W_out)`` capped at :data:`MAX_SUPERSAMPLE`: a box
 filter when downscaling, one sample at the pixel centre otherwise. Each point
 is the blend-weighted sum of the tiles whose support holds it, so tiles join
-without seams and a region decode equals the same window of a full decode.
+without seams and a region decode equals the same window of a full decode at
+the same scale (when the region's edges fall on output pixel edges).
 """
 
 from __future__ import annotations
@@ -102,21 +103,21 @@ def render_block(cache: TileCache, grid: TileGrid, req: DecodeRequest, ox: int, 
     kx, ky = req.supersample
     xs = _axis_positions(req.x, req.width, req.out_width, ox, bw, kx)  # [bw*kx]
     ys = _axis_positions(req.y, req.height, req.out_height, oy, bh, ky)  # [bh*ky]
-    sy, sx = torch.meshgrid(ys, xs, indexing="ij")  # [bh*ky, bw*kx]
-    sx, sy = sx.reshape(-1), sy.reshape(-1)
     tiles = grid.tiles_touching(float(xs[0]), float(ys[0]), float(xs[-1]) + 1e-6, float(ys[-1]) + 1e-6)
-    channels = cache.source.config.model.out_channels
-    acc = torch.zeros(sx.numel(), channels, dtype=torch.float32, device=device)
+    channels = cache.config.model.out_channels
+    acc = torch.zeros(ys.numel() * xs.numel(), channels, dtype=torch.float32, device=device)
     locals_, coords_, weights_, where_ = [], [], [], []
     for local, t in enumerate(tiles):
-        w = grid.blend_weight(t, sx, sy)
-        mask = w > 0
-        idx = torch.nonzero(mask).squeeze(1)
+        # The blend weight is separable: find the tile's columns and rows of samples
+        # on the 1-D axes and work on that sub-rectangle only.
+        wx, wy = grid.weight_x(t, xs), grid.weight_y(t, ys)
+        cols, rows = torch.nonzero(wx > 0).squeeze(1), torch.nonzero(wy > 0).squeeze(1)
         dx, dy, ex, ey = grid.domain(t)
-        coords_.append(torch.stack([(sx[idx] - dx) / ex, (sy[idx] - dy) / ey], 1).float())
-        weights_.append(w[idx].float())
-        where_.append(idx)
-        locals_.append(torch.full((idx.numel(),), local, dtype=torch.long))
+        cy, cx = torch.meshgrid((ys[rows] - dy) / ey, (xs[cols] - dx) / ex, indexing="ij")
+        coords_.append(torch.stack([cx.reshape(-1), cy.reshape(-1)], 1).float())
+        weights_.append((wy[rows].unsqueeze(1) * wx[cols].unsqueeze(0)).reshape(-1).float())
+        where_.append((rows.unsqueeze(1) * xs.numel() + cols.unsqueeze(0)).reshape(-1))
+        locals_.append(torch.full((rows.numel() * cols.numel(),), local, dtype=torch.long))
     tile = torch.cat(locals_).to(device)
     coords = torch.cat(coords_).to(device)
     weight = torch.cat(weights_).to(device)
@@ -142,6 +143,8 @@ def iter_blocks(source: TileSource | TileCache, grid: TileGrid, req: DecodeReque
     """
     device = torch.device(device)
     cache = source if isinstance(source, TileCache) else TileCache(source)
+    # A row of output blocks touches up to three rows of tiles: keep them all.
+    cache.capacity = max(cache.capacity, 3 * grid.cols + 3)
     starts = [(ox, oy) for oy in range(0, req.out_height, block) for ox in range(0, req.out_width, block)]
     for n, (ox, oy) in enumerate(starts):
         bw, bh = min(block, req.out_width - ox), min(block, req.out_height - oy)

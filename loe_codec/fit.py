@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from .config import FitConfig, ModelConfig
+from .errors import CodecRuntimeError
 from .model import TiledLoE
 
 ProgressFn = Callable[[int, int, float], None]
@@ -93,7 +94,6 @@ def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarg
     # One sampling stream per batch, seeded by its first tile.
     gen = torch.Generator(device=device).manual_seed(targets[0].seed)
     opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)
-    loss_value = float("nan")
     report_every = max(1, fit_cfg.steps // 100)
     for step in range(fit_cfg.steps):
         for group in opt.param_groups:
@@ -106,6 +106,7 @@ def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarg
         loss.backward()
         opt.step()
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == fit_cfg.steps):
-            loss_value = float(loss.detach()) / len(targets)
-            progress(step + 1, fit_cfg.steps, loss_value)
+            progress(step + 1, fit_cfg.steps, float(loss.detach()) / len(targets))
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise CodecRuntimeError("fitting diverged (non-finite weights); try a lower learning rate or fewer steps")
     return model.cpu().eval()

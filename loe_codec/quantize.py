@@ -27,7 +27,6 @@ def quantize_weight(weight: torch.Tensor, cfg: QuantConfig) -> QuantizedTensor:
     peak = weight.detach().abs().amax(dim=1)  # [banks, out]
     # Clamp to float16's normal range: subnormal scales lose precision and would clip values.
     scale = (peak / qmax).clamp_min(torch.finfo(torch.float16).tiny).to(torch.float16)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel
     values = torch.round(weight.detach() / scale.float().unsqueeze(1)).clamp(-qmax, qmax)
     return QuantizedTensor(values.to(torch.int8), scale)
 

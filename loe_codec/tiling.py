@@ -92,10 +92,18 @@ class TileGrid:
     def blend_weight(self, t: Tile, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-fade weight of tile ``t`` at image positions ``x``, ``y`` (same shapes).
 
-        Weights of all tiles sum to one everywhere in the image.
+        Weights of all tiles sum to one everywhere in the image. The weight is
+        separable: ``weight_x(t, x) * weight_y(t, y)``.
         """
-        return (_ramp(x, t.x0, t.x1, t.col > 0, t.col < self.cols - 1, self.margin)
-                * _ramp(y, t.y0, t.y1, t.row > 0, t.row < self.rows - 1, self.margin))
+        return self.weight_x(t, x) * self.weight_y(t, y)
+
+    def weight_x(self, t: Tile, x: torch.Tensor) -> torch.Tensor:
+        """The x factor of :meth:`blend_weight`."""
+        return _ramp(x, t.x0, t.x1, t.col > 0, t.col < self.cols - 1, self.margin)
+
+    def weight_y(self, t: Tile, y: torch.Tensor) -> torch.Tensor:
+        """The y factor of :meth:`blend_weight`."""
+        return _ramp(y, t.y0, t.y1, t.row > 0, t.row < self.rows - 1, self.margin)
 
 
 def _ramp(v: torch.Tensor, lo: int, hi: int, has_lo: bool, has_hi: bool, margin: int) -> torch.Tensor:
