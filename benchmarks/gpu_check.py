@@ -27,14 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loe_codec.config import FitConfig, ModelConfig, preset  # noqa: E402
+from loe_codec.config import ModelConfig, preset  # noqa: E402
 from loe_codec.decode import DecodeRequest, render  # noqa: E402
-from loe_codec.encode import BlobSource  # noqa: E402
-from loe_codec.container import pack_tile  # noqa: E402
+from loe_codec.encode import BlobSource, pack_fitted  # noqa: E402
 from loe_codec.fit import TileTarget, fit_tiles, tile_seed  # noqa: E402
 from loe_codec.metrics import psnr  # noqa: E402
 from loe_codec.model import TiledLoE  # noqa: E402
-from loe_codec.quantize import quantize_bias, quantize_weight  # noqa: E402
 from loe_codec.tiling import TileGrid  # noqa: E402
 
 
@@ -93,8 +91,7 @@ def fit_image(img: np.ndarray, cfg, device: str) -> tuple[float, float]:
     if device == "cuda":
         sync()
     seconds = time.perf_counter() - t0
-    blobs = [pack_tile(cfg, [quantize_weight(wt[k], cfg.quant) for wt in model.weights],
-                       [quantize_bias(b[k], cfg.quant) for b in model.biases]) for k in range(len(targets))]
+    blobs = [pack_fitted(model, k, cfg) for k in range(len(targets))]
     dec = render(BlobSource(cfg, blobs), grid, DecodeRequest(0, 0, w, h, w, h), device)
     return psnr(dec, img), seconds
 
@@ -123,8 +120,7 @@ def train_throughput(cfg: ModelConfig, num_tiles: int, per_tile: int, steps: int
 def decode_throughput(cfg, width: int, height: int) -> float:
     grid = TileGrid(width, height, cfg.tile.size, cfg.tile.margin)
     model = TiledLoE.initialised(cfg.model, list(range(len(grid))))
-    blobs = [pack_tile(cfg, [quantize_weight(wt[k], cfg.quant) for wt in model.weights],
-                       [quantize_bias(b[k], cfg.quant) for b in model.biases]) for k in range(len(grid))]
+    blobs = [pack_fitted(model, k, cfg) for k in range(len(grid))]
     src = BlobSource(cfg, blobs)
     req = DecodeRequest(0, 0, width, height, width, height)
     render(src, grid, DecodeRequest(0, 0, 256, 256, 256, 256), "cuda")
@@ -153,8 +149,6 @@ def main() -> None:
     print(json.dumps(report, indent=1), flush=True)
     small = synthetic_image(96, 128)
     small_cfg = cfg.with_overrides(steps=300, tile=64)
-    small_cfg = type(small_cfg)(model=small_cfg.model, fit=FitConfig(**{**small_cfg.to_dict()["fit"],
-                                "samples_per_tile": 1024}), quant=small_cfg.quant, tile=small_cfg.tile)
     cpu_psnr, cpu_s = fit_image(small, small_cfg, "cpu")
     gpu_psnr, gpu_s = fit_image(small, small_cfg, "cuda")
     report["fit_cpu_vs_gpu"] = {"image": "synthetic 128x96", "steps": 300, "psnr_cpu": cpu_psnr,

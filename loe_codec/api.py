@@ -26,6 +26,8 @@ from .container import CodecReader, tile_bytes
 from .decode import DecodeRequest, TileCache, render
 from .encode import EncodeResult, StageProgressFn, encode_image, measure
 from .errors import UsageError
+from .files import check_output_location
+from .metrics import bits_per_pixel
 from .imageio import ImageSource, check_output_path, write_image
 
 Region = tuple[int, int, int, int]
@@ -62,16 +64,8 @@ def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "
     output = str(output)
     if not output.endswith(".loe"):
         raise UsageError(f"{output}: the output of encode must end in .loe")
-    _check_writable_folder(output)
+    check_output_location(output)
     return encode_image(str(source), output, cfg, resolve_device(device), progress, measure_psnr)
-
-
-def _check_writable_folder(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"{path}: the folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a folder")
 
 
 class LoeImage:
@@ -156,7 +150,7 @@ class LoeImage:
             "bytes": size,
             "payload_bytes": weights_bytes,
             "header_bytes": size - weights_bytes,
-            "bpp": size * 8.0 / (self.width * self.height),
+            "bpp": bits_per_pixel(size, self.width, self.height),
             "stats": self.header.stats,
         }
 
@@ -174,7 +168,7 @@ class LoeImage:
         size = self._reader.size_bytes
         return {
             "bytes": size,
-            "bpp": size * 8.0 / (self.width * self.height),
+            "bpp": bits_per_pixel(size, self.width, self.height),
             "psnr": acc.psnr(),
             "psnr_seams": acc.psnr_seams(),
             "psnr_interior": acc.psnr_interior(),

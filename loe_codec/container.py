@@ -16,7 +16,6 @@ A decoder opens the file lazily and reads only the tiles a region needs.
 from __future__ import annotations
 
 import json
-import math
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -109,15 +108,14 @@ class Header:
             raise FormatError(f"an image file needs a 2-D model, this one has dims={config.model.dims}")
         if not isinstance(tiles, dict):
             raise FormatError("invalid header: 'tiles' must be an object")
-        count = math.ceil(source.width / config.tile.size) * math.ceil(source.height / config.tile.size)
-        if tiles.get("count") != count or len(crcs) != count:
-            raise FormatError("the header's tile grid (tile count) does not match the image size and tile config")
         if source.channels != config.model.out_channels or source.bit_depth != 8:
             raise FormatError("the header's channel count or bit depth does not match its model")
         header = cls(source, config, crcs, stats, str(d.get("encoder", "")), version)
         grid = header.grid
-        if (tiles.get("cols"), tiles.get("rows"), tiles.get("count")) != (grid.cols, grid.rows, len(grid)):
-            raise FormatError("the header's tile grid does not match the image size and tile config")
+        expected = (grid.cols, grid.rows, len(grid), len(grid))  # sizes are bounded by MAX_SIDE above
+        if (tiles.get("cols"), tiles.get("rows"), tiles.get("count"), len(crcs)) != expected:
+            raise FormatError("the header's tile grid (or its tile checksums) does not match the image size "
+                              "and tile config")
         return header
 
 

@@ -82,11 +82,7 @@ class TileCache:
 
     def model(self, indices: list[int], device: torch.device) -> TiledLoE:
         """A :class:`TiledLoE` holding tiles ``indices`` (local tile ``k`` = ``indices[k]``)."""
-        params = [self.get(i) for i in indices]
-        cfg = self.source.config.model
-        weights = [torch.stack([p[0][layer] for p in params]) for layer in range(cfg.layers)]
-        biases = [torch.stack([p[1][layer] for p in params]) for layer in range(cfg.layers)]
-        return TiledLoE(cfg, weights, biases).to(device).eval()
+        return TiledLoE.from_tiles(self.config.model, [self.get(i) for i in indices]).to(device).eval()
 
 
 def _axis_positions(start: int, length: int, out_length: int, first: int, count: int, k: int) -> torch.Tensor:

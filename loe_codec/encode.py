@@ -15,7 +15,7 @@ from .container import Header, SourceInfo, pack_tile, unpack_tile, write_codec
 from .decode import DecodeProgressFn, DecodeRequest, TileCache, TileSource, iter_blocks
 from .fit import TileTarget, fit_tiles, tile_seed
 from .imageio import ImageSource
-from .metrics import ErrorAccumulator
+from .metrics import ErrorAccumulator, bits_per_pixel
 from .model import TiledLoE
 from .quantize import quantize_bias, quantize_weight
 from .tiling import Tile, TileGrid
@@ -126,6 +126,6 @@ def encode_image(source_path: str, output_path: str, config: CodecConfig, device
         psnr = errors.psnr()
         stats["psnr"] = round(psnr, 4)
     size = write_codec(output_path, make_header(image, config, stats), blobs)
-    return EncodeResult(str(output_path), size, size * 8.0 / (image.width * image.height), psnr,
+    return EncodeResult(str(output_path), size, bits_per_pixel(size, image.width, image.height), psnr,
                         len(grid), time.perf_counter() - started)
 

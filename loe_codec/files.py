@@ -8,7 +8,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import CodecRuntimeError
+from .errors import CodecRuntimeError, UsageError
+
+
+def check_output_location(path: str | os.PathLike) -> Path:
+    """Refuse an output path whose folder is missing or that names a folder."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{path}: the folder {parent} does not exist")
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a name too long: the write itself reports it
+        is_dir = False
+    if is_dir:
+        raise UsageError(f"{path} is a folder")
+    return path
 
 
 def _set_default_mode(path: str) -> None:

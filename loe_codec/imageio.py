@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CodecRuntimeError, UsageError
-from .files import atomic_output
+from .files import atomic_output, check_output_location
 
 try:  # pyvips prints a warning and raises at first use when libvips is missing
     import pyvips
@@ -69,18 +69,10 @@ def check_output_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.suffix:
         raise UsageError(f"{path}: give the output a file extension (e.g. .png, .tif, .jpg)")
-    if pyvips.base.get_suffixes() and path.suffix.lower() not in {s.lower() for s in pyvips.base.get_suffixes()}:
+    suffixes = {s.lower() for s in pyvips.base.get_suffixes()}
+    if suffixes and path.suffix.lower() not in suffixes:
         raise UsageError(f"{path}: libvips cannot write {path.suffix!r} files")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{path}: the folder {parent} does not exist")
-    try:
-        is_dir = path.is_dir()
-    except OSError:  # e.g. a name too long: the write itself reports it
-        is_dir = False
-    if is_dir:
-        raise UsageError(f"{path} is a folder")
-    return path
+    return check_output_location(path)
 
 
 def write_image(pixels: np.ndarray, path: str | os.PathLike) -> None:

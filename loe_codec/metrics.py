@@ -9,6 +9,11 @@ import numpy as np
 from .tiling import TileGrid
 
 
+def bits_per_pixel(size_bytes: int, width: int, height: int) -> float:
+    """Bits of a file per source pixel."""
+    return size_bytes * 8.0 / (width * height)
+
+
 def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
     """PSNR in dB; ``inf`` for a perfect match."""
     return math.inf if mse <= 0 else 10.0 * math.log10(peak * peak / mse)

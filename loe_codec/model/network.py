@@ -61,9 +61,14 @@ class TiledLoE(nn.Module):
     @classmethod
     def initialised(cls, config: ModelConfig, seeds: list[int]) -> "TiledLoE":
         """Fresh networks, tile ``k`` initialised from ``seeds[k]``."""
-        per_tile = [init_tile_parameters(config, s) for s in seeds]
-        weights = [torch.stack([t[0][i] for t in per_tile]) for i in range(config.layers)]
-        biases = [torch.stack([t[1][i] for t in per_tile]) for i in range(config.layers)]
+        return cls.from_tiles(config, [init_tile_parameters(config, s) for s in seeds])
+
+    @classmethod
+    def from_tiles(cls, config: ModelConfig,
+                   tiles: list[tuple[list[torch.Tensor], list[torch.Tensor]]]) -> "TiledLoE":
+        """Stack per-tile ``(weights [banks, in, out] per layer, biases [out] per layer)``."""
+        weights = [torch.stack([t[0][i] for t in tiles]) for i in range(config.layers)]
+        biases = [torch.stack([t[1][i] for t in tiles]) for i in range(config.layers)]
         return cls(config, weights, biases)
 
     def _linear(self, layer: int, x: torch.Tensor, tile: torch.Tensor, coords: torch.Tensor,
