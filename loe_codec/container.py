@@ -27,8 +27,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import CodecConfig
-from .errors import FormatError, UsageError
-from .files import atomic_output
+from .errors import FormatError
+from .files import atomic_output, require_file
 from .quantize import QuantizedTensor, dequantize_weight
 from .tiling import TileGrid
 
@@ -186,11 +186,7 @@ class CodecReader:
     """A `.loe` file opened lazily: the header at once, tiles on demand, each validated."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise UsageError(f"no such file: {self.path}")
-        if not self.path.is_file():
-            raise UsageError(f"not a file: {self.path}")
+        self.path = require_file(path)
         try:
             self._file = safe_open(str(self.path), framework="pt")
             meta = self._file.metadata() or {}

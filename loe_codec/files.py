@@ -11,6 +11,16 @@ from typing import Iterator
 from .errors import CodecRuntimeError, UsageError
 
 
+def require_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it names an existing regular file; else a clear :class:`UsageError`."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    if not path.is_file():
+        raise UsageError(f"not a file: {path}")
+    return path
+
+
 def check_output_location(path: str | os.PathLike) -> Path:
     """Refuse an output path whose folder is missing or that names a folder."""
     path = Path(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CodecRuntimeError, UsageError
-from .files import atomic_output, check_output_location
+from .files import atomic_output, check_output_location, require_file
 
 try:  # pyvips prints a warning and raises at first use when libvips is missing
     import pyvips
@@ -34,11 +34,7 @@ class ImageSource:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise UsageError(f"no such file: {self.path}")
-        if not self.path.is_file():
-            raise UsageError(f"not a file: {self.path}")
+        self.path = require_file(path)
         try:
             image = pyvips.Image.new_from_file(str(self.path), access="random")
         except pyvips.Error as exc:
