@@ -95,3 +95,11 @@ def test_tile_seeds_differ_per_tile_and_run():
     seeds = {tile_seed(s, t) for s in range(3) for t in range(50)}
     assert len(seeds) == 150
     assert tile_seed(4, 7) == tile_seed(4, 7)
+
+
+def test_a_diverging_fit_is_an_error_not_a_silent_file():
+    from loe_codec.errors import CodecRuntimeError
+
+    wild = dataclasses.replace(FIT, learning_rate=1e38, warmup_steps=1)
+    with pytest.raises(CodecRuntimeError, match="diverged"):
+        fit_tiles(MODEL, wild, _targets())

@@ -77,3 +77,17 @@ def test_blended_linear_matches_loop():
     expect = torch.stack([sum(blend[j, i] * (x[j] @ weight[int(groups[j, i])]) for i in range(k))
                           for j in range(n)])
     torch.testing.assert_close(blended_linear(x, weight, groups, blend), expect)
+
+
+def test_grouped_linear_unequal_groups_use_chunks_and_match_loop():
+    # One huge group and several tiny ones (largest > 2x the mean): the chunked layout.
+    g, fin, fout = 6, 4, 3
+    group = torch.cat([torch.zeros(500, dtype=torch.long), torch.tensor([1, 2, 2, 3, 5, 5, 5])])
+    group = group[torch.randperm(group.numel())]
+    x = torch.randn(group.numel(), fin, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(g, fin, fout, dtype=torch.float64, requires_grad=True)
+    got = grouped_linear(x, weight, group)
+    ref = _loop_reference(x, weight, group)
+    torch.testing.assert_close(got, ref)
+    gy = torch.randn_like(got)
+    torch.testing.assert_close(torch.autograd.grad(got, (x, weight), gy), torch.autograd.grad(ref, (x, weight), gy))
