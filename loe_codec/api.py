@@ -23,7 +23,7 @@ import torch
 
 from .config import CodecConfig, preset as named_preset
 from .container import CodecReader, tile_bytes
-from .decode import DecodeRequest, TileCache, render
+from .decode import DecodeRequest, TileCache, cache_capacity, render
 from .encode import EncodeResult, StageProgressFn, encode_image, measure
 from .errors import UsageError
 from .files import check_output_location
@@ -73,9 +73,9 @@ class LoeImage:
 
     def __init__(self, path: str | os.PathLike):
         self._reader = CodecReader(path)
-        self._tiles = TileCache(self._reader)  # dequantized tiles, kept across decodes
         self.header = self._reader.header
         self.grid = self.header.grid
+        self._tiles = TileCache(self._reader, cache_capacity(self.grid))  # kept across decodes
         self.width = self.header.source.width
         self.height = self.header.source.height
         self.channels = self.header.source.channels
@@ -176,7 +176,7 @@ class LoeImage:
         }
 
     def close(self) -> None:
-        self._tiles = TileCache(self._reader)
+        self._tiles = TileCache(self._reader, cache_capacity(self.grid))
         self._reader.close()
 
     def __enter__(self) -> "LoeImage":

@@ -85,6 +85,11 @@ class TileCache:
         return TiledLoE.from_tiles(self.config.model, [self.get(i) for i in indices]).to(device).eval()
 
 
+def cache_capacity(grid: TileGrid) -> int:
+    """Tiles to keep: a row of output blocks touches up to three rows of tiles."""
+    return max(64, 3 * grid.cols + 3)
+
+
 def _axis_positions(start: int, length: int, out_length: int, first: int, count: int, k: int) -> torch.Tensor:
     """Source positions of ``k`` samples for output pixels ``first .. first+count``: ``[count * k]``."""
     step = length / out_length
@@ -138,9 +143,7 @@ def iter_blocks(source: TileSource | TileCache, grid: TileGrid, req: DecodeReque
     ``source`` may be a :class:`TileCache` to keep tiles across requests.
     """
     device = torch.device(device)
-    cache = source if isinstance(source, TileCache) else TileCache(source)
-    # A row of output blocks touches up to three rows of tiles: keep them all.
-    cache.capacity = max(cache.capacity, 3 * grid.cols + 3)
+    cache = source if isinstance(source, TileCache) else TileCache(source, cache_capacity(grid))
     starts = [(ox, oy) for oy in range(0, req.out_height, block) for ox in range(0, req.out_width, block)]
     for n, (ox, oy) in enumerate(starts):
         bw, bh = min(block, req.out_width - ox), min(block, req.out_height - oy)
