@@ -14,7 +14,7 @@ Two encode modes:
   encode seconds are the wall time of that call.
 * ``--batch-images``: the tiles of all selected images are fitted together in
   one :func:`~loe_codec.fit.fit_tiles` call per variant (the fast GPU mode),
-  then quantized, packed and written per image as ``fit_and_pack`` and
+  then fine-tuned with the quantizer, packed and written per image as ``fit_and_pack`` and
   ``encode_image`` do; encode seconds are that fit's wall time divided by the
   number of images.
 
@@ -52,10 +52,11 @@ import loe_codec
 from loe_codec.api import resolve_device
 from loe_codec.config import PRESETS, CodecConfig, preset
 from loe_codec.container import write_codec
-from loe_codec.encode import make_header, pack_fitted, tile_targets, with_channels
+from loe_codec.encode import PSNR_PROBE_SAMPLES, FittedBatch, finish_batch, make_header, tile_targets, with_channels
 from loe_codec.errors import LoeError, UsageError
 from loe_codec.fit import TileTarget, fit_tiles
 from loe_codec.imageio import ImageSource
+from loe_codec.rate import Probe, layer_sensitivity
 from loe_codec.tiling import TileGrid
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -168,10 +169,14 @@ def encode_batch(sources: list[Path], outputs: list[Path], config: CodecConfig, 
     model = fit_tiles(config.model, config.fit, targets, device,
                       progress=lambda step, steps, loss: progress(step / steps))
     fit_seconds = time.perf_counter() - started
+    # Sensitivities, quantization-aware fine-tuning and packing are per tile: one batch for all images.
+    tiles = [t for grid in grids for t in grid.tiles()]
+    probe = Probe.of(targets, [(t.x1 - t.x0) * (t.y1 - t.y0) for t in tiles])
+    batch = FittedBatch(tiles, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES))
+    blobs = finish_batch(batch, targets, config, device)
     first = 0
     for image, grid, output in zip(images, grids, outputs):
-        blobs = [pack_fitted(model, k, config) for k in range(first, first + len(grid))]
-        write_codec(output, make_header(image, config), blobs)
+        write_codec(output, make_header(image, config), blobs[first:first + len(grid)])
         first += len(grid)
     return fit_seconds
 

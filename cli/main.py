@@ -128,17 +128,33 @@ def encode(
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in pixels (overrides the preset)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Fitting steps per tile (overrides the preset)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same input + seed = same file)."),
+    bpp: Optional[float] = typer.Option(None, "--bpp", help="Target size in bits per pixel (hit within a few %)."),
+    psnr: Optional[float] = typer.Option(None, "--psnr", help="Target quality in dB: the smallest file that reaches it."),
+    quality: Optional[int] = typer.Option(
+        None, "--quality", "-q", min=0, max=100,
+        help="0 (smallest) .. 100 (best the preset's network can do); default: the preset's."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Keep finished fits in OUTPUT.fits/ so a killed encode, run again with the same command, skips "
+             "them (the folder is removed once the file is written)."),
     device: str = DeviceOpt,
     no_measure: bool = typer.Option(False, "--no-measure", help="Skip decoding the result to report its PSNR."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    quiet: bool = QuietOpt,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Fit LoE networks to the image's tiles, quantize them and write a .loe file."""
+    """Fit LoE networks to the image's tiles, quantize them and write a .loe file.
+
+    The preset picks the network and how long it is fitted; --bpp, --psnr or -q pick the rate
+    (at most one of them). The weights are quantized with steps chosen per tile and layer
+    (more bits where they buy more quality), fine-tuned with the quantizer in the loop, then
+    entropy-coded.
+    """
     import loe_codec
 
     with _errors(), _progress(quiet) as bar:
-        result = loe_codec.encode(source, output, preset, steps=steps, tile=tile, seed=seed, device=device,
-                                  progress=_stage_callback(bar), measure_psnr=not no_measure)
+        result = loe_codec.encode(source, output, preset, steps=steps, tile=tile, seed=seed, bpp=bpp, psnr=psnr,
+                                  quality=quality, device=device, progress=_stage_callback(bar),
+                                  measure_psnr=not no_measure, resume=resume)
     psnr = f"{result.psnr:.2f} dB" if result.psnr is not None else "not measured"
     _emit(vars(result), as_json,
           f"{result.path}: {result.bytes} bytes, {result.bpp:.4f} bpp, PSNR {psnr}, "

@@ -16,21 +16,23 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .config import CodecConfig, preset as named_preset
-from .container import CodecReader, tile_bytes
+from .config import CodecConfig, preset as named_preset, slope_for_quality
+from .container import CodecReader
 from .decode import DecodeRequest, TileCache, cache_capacity, render
-from .encode import EncodeResult, StageProgressFn, encode_image, measure
+from .encode import EncodeResult, RateTarget, StageProgressFn, encode_image, measure
 from .errors import UsageError
 from .files import check_output_location
 from .metrics import bits_per_pixel
 from .imageio import ImageSource, check_output_path, write_image
 
 Region = tuple[int, int, int, int]
+RESUME_SUFFIX = ".fits"  # folder next to an output where a resumable encode keeps finished fits
 
 
 def resolve_device(device: str) -> str:
@@ -46,26 +48,48 @@ def resolve_device(device: str) -> str:
 
 def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "balanced", *,
            config: CodecConfig | None = None, steps: int | None = None, tile: int | None = None,
-           seed: int | None = None, device: str = "auto", progress: StageProgressFn | None = None,
-           measure_psnr: bool = True) -> EncodeResult:
+           seed: int | None = None, bpp: float | None = None, psnr: float | None = None,
+           quality: int | None = None, device: str = "auto",
+           progress: StageProgressFn | None = None, measure_psnr: bool = True,
+           cache_dir: str | os.PathLike | None = None, resume: bool = False) -> EncodeResult:
     """Encode the image at ``source`` into the `.loe` file ``output``.
 
     ``preset`` names a :data:`~loe_codec.config.PRESETS` entry (or pass a full
-    ``config``); ``steps``, ``tile`` and ``seed`` override it. With
-    ``measure_psnr`` the encoder decodes what it wrote and reports its PSNR.
+    ``config``); ``steps``, ``tile`` and ``seed`` override it. At most one rate
+    choice: ``bpp`` asks for a file of that many bits per pixel, ``psnr`` for
+    the smallest file whose PSNR reaches that many dB, ``quality`` (0..100)
+    for a point on a fixed ladder of rate–distortion slopes (default: the
+    preset's slope). The network is always the preset's; the rate choice sets
+    the quantization steps. With ``measure_psnr`` the encoder decodes what it
+    wrote and reports its PSNR. ``cache_dir`` keeps every fitted batch there: an
+    encode restarted with the same cache (after a crash, or at another rate)
+    skips the fits it already has. ``resume`` does that with a folder next to
+    the output (``<output>.fits``), removed once the file is written.
     """
     cfg = config if config is not None else named_preset(preset)
     for name, value in (("steps", steps), ("tile", tile), ("seed", seed)):
         if value is not None and value < 0:
             raise UsageError(f"{name} must be >= 0, got {value}")
     cfg = cfg.with_overrides(steps=steps, tile=tile, seed=seed)
+    if sum(v is not None for v in (bpp, psnr, quality)) > 1:
+        raise UsageError("give at most one of bpp, psnr and quality")
+    if quality is not None:
+        cfg = cfg.with_overrides(slope=slope_for_quality(quality))
     if cfg.model.dims != 2:
         raise UsageError(f"images need a 2-D model (dims=2), the config has dims={cfg.model.dims}")
     output = str(output)
     if not output.endswith(".loe"):
         raise UsageError(f"{output}: the output of encode must end in .loe")
     check_output_location(output)
-    return encode_image(str(source), output, cfg, resolve_device(device), progress, measure_psnr)
+    target = RateTarget(bpp=bpp, psnr=psnr)
+    temporary_cache = resume and cache_dir is None
+    if temporary_cache:
+        cache_dir = output + RESUME_SUFFIX
+    result = encode_image(str(source), output, cfg, resolve_device(device), progress, measure_psnr, target,
+                          None if cache_dir is None else str(cache_dir))
+    if temporary_cache:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    return result
 
 
 class LoeImage:
@@ -132,7 +156,7 @@ class LoeImage:
         """Dimensions, tiles, model, quantization, bytes and bits per pixel."""
         cfg = self.config
         size = self._reader.size_bytes
-        weights_bytes = tile_bytes(cfg) * len(self.grid)
+        weights_bytes = sum(self._reader.tile_size(k) for k in range(len(self.grid)))
         return {
             "path": str(self._reader.path),
             "format_version": self.header.version,

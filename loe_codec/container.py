@@ -1,14 +1,17 @@
 """The `.loe` container: one safetensors file.
 
-Layout (format version 1):
+Layout (format version 2):
 
 * ``__metadata__["loe"]``: a JSON header: format name and version, the source
   image (width, height, channels, bit depth), the tile grid, the full
-  :class:`~loe_codec.config.CodecConfig`, a CRC-32 per tile and encoder stats.
-* one ``uint8`` tensor ``tile.{k}`` per tile: for every layer, in order, the
-  int8 weights ``[banks, in, out]``, the float16 scales ``[banks, out]`` and the
-  bias ``[out]`` (``quant.bias_dtype``), little-endian, back to back. Its byte
-  size follows from the config, so the reader checks it exactly.
+  :class:`~loe_codec.config.CodecConfig` and encoder stats.
+* ``tiles``: ``uint8 [n]``, every tile's blob back to back (its layout is in
+  :mod:`loe_codec.tileblob`: quantization steps, biases, range-coded weights);
+* ``tile_offsets``: ``int64 [tiles + 1]``, where each blob starts (and the end);
+* ``tile_crc32``: ``int64 [tiles]``, the CRC-32 of every blob.
+
+Format 1 (read only) held one ``uint8`` tensor ``tile.{k}`` per tile of a fixed
+size (raw int8 weights) and the CRC-32s in the JSON header.
 
 A decoder opens the file lazily and reads only the tiles a region needs.
 """
@@ -24,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 
 from .config import CodecConfig
 from .errors import FormatError
 from .files import atomic_output, require_file
-from .quantize import QuantizedTensor, dequantize_weight
+from .tileblob import TileParameters, int8_bytes, unpack_tile
 from .tiling import TileGrid
 
 FORMAT_NAME = "loe-codec"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_KEY = "loe"
 MAX_SIDE = 1 << 24  # pixels per side a header may claim
 
@@ -72,7 +75,7 @@ class Header:
             "source": vars(self.source),
             "tiles": {"cols": grid.cols, "rows": grid.rows, "count": len(grid)},
             "config": self.config.to_dict(),
-            "tile_crc32": self.tile_crc32,
+            **({"tile_crc32": self.tile_crc32} if self.version == 1 else {}),
             "stats": self.stats,
             "encoder": self.encoder,
         }, separators=(",", ":"))
@@ -95,8 +98,11 @@ class Header:
             raise FormatError(f"unsupported content kind {d.get('kind')!r}")
         try:
             source = SourceInfo(**d["source"])
-            config = CodecConfig.from_dict(d["config"])
-            crcs = [int(c) for c in d["tile_crc32"]]
+            config_dict = d["config"]
+            if version == 1:  # format 1 predates the scheme field: its weights are raw int8
+                config_dict = {**config_dict, "quant": {**config_dict["quant"], "scheme": "int8"}}
+            config = CodecConfig.from_dict(config_dict)
+            crcs = [int(c) for c in d["tile_crc32"]] if version == 1 else []
             stats = dict(d.get("stats", {}))
             tiles = d["tiles"]
         except (KeyError, TypeError, ValueError) as exc:
@@ -112,74 +118,50 @@ class Header:
             raise FormatError("the header's channel count or bit depth does not match its model")
         header = cls(source, config, crcs, stats, str(d.get("encoder", "")), version)
         grid = header.grid
-        expected = (grid.cols, grid.rows, len(grid), len(grid))  # sizes are bounded by MAX_SIDE above
-        if (tiles.get("cols"), tiles.get("rows"), tiles.get("count"), len(crcs)) != expected:
+        expected = (grid.cols, grid.rows, len(grid))  # sizes are bounded by MAX_SIDE above
+        if version == 1 and len(crcs) != len(grid):
+            raise FormatError("the header's tile checksums do not match its tile grid")
+        if version > 1 and config.quant.scheme != "laplace":
+            raise FormatError(f"format {version} files hold laplace-coded tiles, not {config.quant.scheme!r}")
+        if (tiles.get("cols"), tiles.get("rows"), tiles.get("count")) != expected:
             raise FormatError("the header's tile grid (or its tile checksums) does not match the image size "
                               "and tile config")
         return header
 
 
-def tile_layout(config: CodecConfig) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
-    """(part name, dtype, shape) of every part of one tile blob, in storage order."""
-    parts = []
-    bias_dtype = np.dtype(config.quant.bias_dtype).newbyteorder("<")
-    for i, ((fan_in, fan_out), nb) in enumerate(zip(config.model.layer_shapes(), config.model.bank_counts())):
-        parts.append((f"layer{i}.weight", np.dtype("i1"), (nb, fan_in, fan_out)))
-        parts.append((f"layer{i}.scale", np.dtype("<f2"), (nb, fan_out)))
-        parts.append((f"layer{i}.bias", bias_dtype, (fan_out,)))
-    return parts
+def write_codec(path: str | os.PathLike, header: Header, blobs: list[np.ndarray]) -> int:
+    """Write a `.loe` file (format 2) atomically (temporary name, then rename). Returns its size in bytes.
 
-
-def tile_bytes(config: CodecConfig) -> int:
-    """Exact byte size of one tile blob."""
-    return sum(dt.itemsize * int(np.prod(shape)) for _, dt, shape in tile_layout(config))
-
-
-def pack_tile(config: CodecConfig, weights: list[QuantizedTensor], biases: list[torch.Tensor]) -> torch.Tensor:
-    """Serialise one tile's quantized layers into a ``uint8`` ``[tile_bytes]`` tensor."""
-    arrays = []
-    for q, b in zip(weights, biases):
-        arrays += [q.values.numpy(), q.scale.numpy(), b.numpy()]
-    chunks = []
-    for (name, dt, shape), a in zip(tile_layout(config), arrays):
-        if tuple(a.shape) != shape:
-            raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
-        chunks.append(np.ascontiguousarray(a, dtype=dt).tobytes())
-    return torch.frombuffer(bytearray(b"".join(chunks)), dtype=torch.uint8)
-
-
-def unpack_tile(config: CodecConfig, blob: np.ndarray) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Dequantized float32 weights ``[banks, in, out]`` and biases ``[out]`` of one tile blob."""
-    weights, biases = [], []
-    offset = 0
-    parts = {}
-    for name, dt, shape in tile_layout(config):
-        size = dt.itemsize * int(np.prod(shape))
-        parts[name] = np.frombuffer(blob, dtype=dt, count=int(np.prod(shape)), offset=offset).reshape(shape)
-        offset += size
-    for i in range(config.model.layers):
-        q = QuantizedTensor(torch.from_numpy(parts[f"layer{i}.weight"].copy()),
-                            torch.from_numpy(parts[f"layer{i}.scale"].astype(np.float16)))
-        w = dequantize_weight(q)
-        b = torch.from_numpy(parts[f"layer{i}.bias"].astype(np.float32))
-        if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
-            raise FormatError(f"layer {i} holds non-finite values")
-        weights.append(w)
-        biases.append(b)
-    return weights, biases
-
-
-def write_codec(path: str | os.PathLike, header: Header, blobs: list[torch.Tensor]) -> int:
-    """Write a `.loe` file atomically (temporary name, then rename). Returns its size in bytes."""
+    ``blobs`` holds one ``uint8`` blob per tile, in tile order.
+    """
     path = Path(path)
-    expected = tile_bytes(header.config)
-    if len(blobs) != len(header.grid) or any(b.numel() != expected for b in blobs):
-        raise ValueError("one blob of the configured size per tile is required")
-    header.tile_crc32 = [zlib.crc32(b.numpy().tobytes()) for b in blobs]
-    tensors = {f"tile.{k}": b for k, b in enumerate(blobs)}
+    if header.version != FORMAT_VERSION:
+        raise ValueError(f"only format {FORMAT_VERSION} files are written")
+    if len(blobs) != len(header.grid) or any(b.ndim != 1 or b.dtype != np.uint8 or b.size == 0 for b in blobs):
+        raise ValueError("one non-empty uint8 blob per tile is required")
+    sizes = np.array([b.size for b in blobs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    crcs = np.array([zlib.crc32(b.tobytes()) for b in blobs], dtype=np.int64)
+    header.tile_crc32 = crcs.tolist()
+    tensors = {
+        "tiles": torch.from_numpy(np.concatenate(blobs)),
+        "tile_offsets": torch.from_numpy(offsets),
+        "tile_crc32": torch.from_numpy(crcs),
+    }
     with atomic_output(path) as tmp:
         save_file(tensors, tmp, metadata={METADATA_KEY: header.to_json()})
     return path.stat().st_size
+
+
+def overhead_bytes(header: Header) -> int:
+    """Bytes a format-2 file with ``header`` holds besides its tile blobs (JSON header, tile tables).
+
+    Exact up to the few digits of offsets that grow with the blobs (allowed for).
+    """
+    count = len(header.grid)
+    tensors = {"tiles": torch.zeros(1, dtype=torch.uint8), "tile_offsets": torch.zeros(count + 1, dtype=torch.int64),
+               "tile_crc32": torch.zeros(count, dtype=torch.int64)}
+    return len(save(tensors, metadata={METADATA_KEY: header.to_json()})) - 1 + 16
 
 
 class CodecReader:
@@ -197,29 +179,60 @@ class CodecReader:
             raise FormatError(f"{self.path} is a safetensors file but not a .loe file (no loe header)")
         self.header = Header.from_json(meta[METADATA_KEY])
         self.size_bytes = self.path.stat().st_size
+        if self.header.version == 1:
+            self._check_v1(keys)
+        else:
+            self._check_v2(keys)
+
+    def _check_v1(self, keys: set[str]) -> None:
         count = len(self.header.grid)
         expected = {f"tile.{k}" for k in range(count)}
         if keys != expected:
             raise FormatError(f"{self.path} holds {len(keys)} tensors that do not match its {count} tiles")
-        self._tile_bytes = tile_bytes(self.header.config)
+        size = int8_bytes(self.header.config)
         for name in expected:
             sl = self._file.get_slice(name)
-            if sl.get_dtype() != "U8" or list(sl.get_shape()) != [self._tile_bytes]:
+            if sl.get_dtype() != "U8" or list(sl.get_shape()) != [size]:
                 raise FormatError(f"tensor {name} has dtype {sl.get_dtype()} and shape {sl.get_shape()}, "
-                                  f"expected U8 [{self._tile_bytes}]")
+                                  f"expected U8 [{size}]")
+
+    def _check_v2(self, keys: set[str]) -> None:
+        count = len(self.header.grid)
+        if keys != {"tiles", "tile_offsets", "tile_crc32"}:
+            raise FormatError(f"{self.path} does not hold the tensors of a format-2 file ({sorted(keys)})")
+        shapes = {name: (self._file.get_slice(name).get_dtype(), list(self._file.get_slice(name).get_shape()))
+                  for name in keys}
+        if shapes["tile_offsets"] != ("I64", [count + 1]) or shapes["tile_crc32"] != ("I64", [count]) or \
+                shapes["tiles"][0] != "U8" or len(shapes["tiles"][1]) != 1:
+            raise FormatError(f"{self.path}: tile tables do not match its {count} tiles ({shapes})")
+        offsets = self._file.get_tensor("tile_offsets").numpy()
+        if offsets[0] != 0 or offsets[-1] != shapes["tiles"][1][0] or (np.diff(offsets) <= 0).any():
+            raise FormatError(f"{self.path}: the tile offsets are inconsistent")
+        self._offsets = offsets
+        self.header.tile_crc32 = [int(c) for c in self._file.get_tensor("tile_crc32").numpy()]
+
+    def tile_size(self, index: int) -> int:
+        """Stored bytes of tile ``index``."""
+        if self.header.version == 1:
+            return int8_bytes(self.config)
+        return int(self._offsets[index + 1] - self._offsets[index])
 
     @property
     def config(self) -> CodecConfig:
         return self.header.config
 
-    def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def read_tile(self, index: int) -> TileParameters:
         """Dequantized weights and biases of tile ``index`` (checksum verified)."""
         if not 0 <= index < len(self.header.tile_crc32):
             raise IndexError(f"tile {index} out of range")
         if self._file is None:
             raise ValueError(f"{self.path} is closed")
         try:
-            blob = self._file.get_tensor(f"tile.{index}").numpy()
+            if self.header.version == 1:
+                blob = self._file.get_tensor(f"tile.{index}").numpy()
+            else:
+                start, end = int(self._offsets[index]), int(self._offsets[index + 1])
+                blob = self._file.get_slice("tiles")[start:end].numpy()
         except Exception as exc:
             raise FormatError(f"cannot read tile {index} of {self.path} ({_first_line(exc)})") from None
         if zlib.crc32(blob.tobytes()) != self.header.tile_crc32[index]:

@@ -7,21 +7,44 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, entropy
 from .config import CodecConfig
-from .container import Header, SourceInfo, pack_tile, unpack_tile, write_codec
+from .container import Header, SourceInfo, overhead_bytes, write_codec
 from .decode import DecodeProgressFn, DecodeRequest, TileCache, TileSource, iter_blocks
-from .fit import TileTarget, fit_tiles, tile_seed
+from .errors import UsageError
+from .fit import TileTarget, finetune_quantized, fit_tiles, tile_seed
+from .fitcache import FitCache
 from .imageio import ImageSource
-from .metrics import ErrorAccumulator, bits_per_pixel
+from .metrics import ErrorAccumulator, bits_per_pixel, psnr_from_mse
 from .model import TiledLoE
-from .quantize import quantize_bias, quantize_weight
+from .quantize import quantize_bias, quantize_to_step, storable_steps
+from .rate import Probe, estimated_bits, layer_sensitivity, solve_slope, steps_for_slope
+from .tileblob import TileParameters, laplace_fixed_bytes, pack_laplace, unpack_tile
 from .tiling import Tile, TileGrid
 
 StageProgressFn = Callable[[str, float, float], None]
-"""``progress(stage, done, total)`` with stage ``"fit"`` or ``"measure"``."""
+"""``progress(stage, done, total)`` with stage ``"fit"``, ``"quantize"`` or ``"measure"``."""
+
+
+
+@dataclass(frozen=True)
+class RateTarget:
+    """What the encoder aims at: the config's slope (both ``None``), a file size in bits per pixel,
+    or a PSNR in dB (the lowest rate whose estimated PSNR reaches it)."""
+
+    bpp: float | None = None
+    psnr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.bpp is not None and self.psnr is not None:
+            raise UsageError("give a bpp target or a PSNR target, not both")
+        if self.bpp is not None and not (0 < self.bpp < 64):
+            raise UsageError(f"the bpp target must be a number in (0, 64), got {self.bpp}")
+        if self.psnr is not None and not (0 < self.psnr < 100):
+            raise UsageError(f"the PSNR target must be a number of dB in (0, 100), got {self.psnr}")
 
 
 @dataclass(frozen=True)
@@ -39,12 +62,12 @@ class EncodeResult:
 class BlobSource:
     """Packed tiles held in memory, readable like a file (see :class:`~loe_codec.decode.TileSource`)."""
 
-    def __init__(self, config: CodecConfig, blobs: list[torch.Tensor]):
+    def __init__(self, config: CodecConfig, blobs: list[np.ndarray]):
         self.config = config
         self.blobs = blobs
 
-    def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        return unpack_tile(self.config, self.blobs[index].numpy())
+    def read_tile(self, index: int) -> TileParameters:
+        return unpack_tile(self.config, self.blobs[index])
 
 
 def tile_targets(image: ImageSource, grid: TileGrid, config: CodecConfig,
@@ -59,11 +82,61 @@ def tile_targets(image: ImageSource, grid: TileGrid, config: CodecConfig,
     return targets
 
 
-def pack_fitted(model: TiledLoE, index: int, config: CodecConfig) -> torch.Tensor:
-    """Quantize and pack tile network ``index`` of a fitted model into its blob."""
-    weights = [quantize_weight(w[index], config.quant) for w in model.weights]
+PSNR_PROBE_SAMPLES = 1024  # pixels per tile kept to estimate the PSNR of a candidate slope
+
+
+@dataclass
+class FittedBatch:
+    """A batch of fitted float tile networks, their layers' sensitivities ``[T, layers]`` and a
+    small probe of their pixels (to estimate the error of a quantization)."""
+
+    tiles: list[Tile]
+    model: TiledLoE
+    sensitivity: torch.Tensor
+    probe: Probe
+
+    def squared_error(self, slope: float) -> torch.Tensor:
+        """Estimated squared error ``[T]`` of the batch quantized at ``slope`` (no fine-tuning)."""
+        steps = batch_steps(self, slope)
+        weights = [torch.round(w.detach() / steps[:, i].view(-1, 1, 1, 1)) * steps[:, i].view(-1, 1, 1, 1)
+                   for i, w in enumerate(self.model.weights)]
+        biases = [b.detach().half().float() for b in self.model.biases]
+        return self.probe.squared_error(TiledLoE(self.model.config, weights, biases))
+
+
+def quantized_tile(model: TiledLoE, index: int, steps: torch.Tensor) -> list[np.ndarray]:
+    """Integer weights of tile ``index`` for float16-exact ``steps`` ``[layers]``."""
+    return [quantize_to_step(w[index], steps[layer]).numpy() for layer, w in enumerate(model.weights)]
+
+
+def pack_quantized(model: TiledLoE, index: int, steps: torch.Tensor, config: CodecConfig) -> np.ndarray:
+    """Quantize tile ``index`` of ``model`` with ``steps`` ``[layers]`` and pack its blob."""
     biases = [quantize_bias(b[index], config.quant) for b in model.biases]
-    return pack_tile(config, weights, biases)
+    return pack_laplace(config, quantized_tile(model, index, steps), steps.tolist(), biases)
+
+
+def batch_steps(batch: FittedBatch, slope: float) -> torch.Tensor:
+    """Float16-exact steps ``[T, layers]`` of a batch at a rate–distortion slope.
+
+    Never so fine that an integer would leave the entropy coder's range.
+    """
+    peak = torch.stack([w.detach().abs().flatten(1).amax(dim=1) for w in batch.model.weights], dim=1)
+    finest = peak * 1.01 / entropy.MAX_MAGNITUDE
+    return storable_steps(torch.maximum(steps_for_slope(batch.sensitivity, slope), finest))
+
+
+def batch_size_estimate(batch: FittedBatch, slope: float, config: CodecConfig) -> float:
+    """Estimated bytes of a batch's blobs at ``slope`` (ideal code lengths; the coder adds a few bytes)."""
+    steps = batch_steps(batch, slope)
+    bits = sum(estimated_bits(torch.round(w.detach() / steps[:, i].view(-1, 1, 1, 1)))
+               for i, w in enumerate(batch.model.weights))
+    return float(bits.sum()) / 8 + len(batch.tiles) * (laplace_fixed_bytes(config) + 4)
+
+
+def pack_batch(batch: FittedBatch, slope: float, config: CodecConfig) -> list[np.ndarray]:
+    """Blobs of every tile of a batch quantized at ``slope`` (no fine-tuning)."""
+    steps = batch_steps(batch, slope)
+    return [pack_quantized(batch.model, k, steps[k], config) for k in range(len(batch.tiles))]
 
 
 def make_header(image: ImageSource, config: CodecConfig, stats: dict | None = None) -> Header:
@@ -77,26 +150,106 @@ def with_channels(config: CodecConfig, channels: int) -> CodecConfig:
     return dataclasses.replace(config, model=dataclasses.replace(config.model, out_channels=channels))
 
 
-def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
-                 progress: StageProgressFn | None = None) -> list[torch.Tensor]:
-    """Fit every tile (``tiles_per_batch`` at a time) and return their packed blobs, in tile order."""
+def fit_batches(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
+                progress: StageProgressFn | None = None, cache: FitCache | None = None):
+    """Fit the tiles ``tiles_per_batch`` at a time; yields ``(FittedBatch, targets)`` per batch.
+
+    With a ``cache``, batches found there are not fitted again, and new fits are stored.
+    """
     tiles = grid.tiles()
-    batch = config.fit.tiles_per_batch
-    blobs: list[torch.Tensor] = []
+    per_batch = config.fit.tiles_per_batch
     total = float(len(tiles) * config.fit.steps)
-    for start in range(0, len(tiles), batch):
-        chunk = tiles[start:start + batch]
+    for start in range(0, len(tiles), per_batch):
+        chunk = tiles[start:start + per_batch]
 
         def fit_progress(step: int, steps: int, loss: float, done_before: int = start) -> None:
             if progress is not None:
                 progress("fit", done_before * steps + step * len(chunk), total)
 
-        model = fit_tiles(config.model, config.fit, tile_targets(image, grid, config, chunk), device=device,
-                          progress=fit_progress)
-        blobs += [pack_fitted(model, k, config) for k in range(len(chunk))]
-    if progress is not None:
-        progress("fit", total, total)
-    return blobs
+        targets = tile_targets(image, grid, config, chunk)
+        key = cache.key(image.path, config, [t.index for t in chunk], device) if cache is not None else ""
+        stored = cache.load(key, config) if cache is not None else None
+        if stored is not None:
+            fit_progress(config.fit.steps, config.fit.steps, 0.0)
+            yield FittedBatch(chunk, *stored), targets
+            continue
+        model = fit_tiles(config.model, config.fit, targets, device=device, progress=fit_progress)
+        probe = Probe.of(targets, [(t.x1 - t.x0) * (t.y1 - t.y0) for t in chunk])
+        batch = FittedBatch(chunk, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES))
+        if cache is not None:
+            cache.store(key, batch.model, batch.sensitivity, batch.probe)
+        yield batch, targets
+
+
+def finish_batch(batch: FittedBatch, targets: list[TileTarget], config: CodecConfig, device: str,
+                 progress: Callable[[int, int, float], None] | None = None) -> list[np.ndarray]:
+    """Quantization-aware fine-tuning of a batch at the config's slope, then its packed blobs."""
+    steps = batch_steps(batch, config.quant.slope)
+    if config.quant.qat_steps > 0:
+        batch.model = finetune_quantized(batch.model, steps, config.fit, config.quant, targets, device, progress)
+    return [pack_quantized(batch.model, k, steps[k], config) for k in range(len(batch.tiles))]
+
+
+def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
+                 progress: StageProgressFn | None = None, target: RateTarget = RateTarget(),
+                 cache: FitCache | None = None) -> tuple[list[np.ndarray], CodecConfig]:
+    """Fit, quantize and pack every tile; returns the blobs in tile order and the config they were
+    coded with (a rate target resolves to a slope).
+
+    With the config's slope each batch is finished as soon as it is fitted. A ``bpp`` or
+    ``psnr`` target needs every tile's fit first (kept in memory), one slope solved for the
+    whole image (from the exact coded sizes, or the PSNR estimated on probe pixels before
+    fine-tuning, which only improves it), and a second pass that re-reads each batch's pixels
+    for the quantization-aware fine-tuning.
+    """
+    qat_total = float(len(grid) * config.quant.qat_steps)
+
+    def qat_progress(done_before: int, size: int):
+        def report(step: int, steps: int, loss: float) -> None:
+            if progress is not None:
+                progress("quantize", done_before * steps + step * size, qat_total)
+        return report
+
+    blobs: list[np.ndarray] = []
+    if target.bpp is None and target.psnr is None:
+        for batch, targets in fit_batches(image, grid, config, device, progress, cache):
+            blobs += finish_batch(batch, targets, config, device, qat_progress(len(blobs), len(batch.tiles)))
+        return blobs, config
+    batches = [batch for batch, _ in fit_batches(image, grid, config, device, progress, cache)]
+    pixels = grid.width * grid.height
+    if target.bpp is not None:
+        # Bisection on the closed-form size estimate, then on exact coded sizes near its answer.
+        header = make_header(image, config.with_overrides(slope=1.0), {"psnr": 99.9999})
+        budget = target.bpp * pixels / 8 - overhead_bytes(header)
+
+        def estimate(slope: float) -> float:
+            return sum(batch_size_estimate(batch, slope, config) for batch in batches)
+
+        def size(slope: float) -> float:
+            return sum(b.size for batch in batches for b in pack_batch(batch, slope, config))
+
+        guess = solve_slope(estimate, budget)
+        slope = solve_slope(size, budget, guess / 2, guess * 2, iterations=12)
+    else:
+        def quality(slope: float) -> float:
+            error = sum(float(batch.squared_error(slope).sum()) for batch in batches)
+            return psnr_from_mse(error / pixels, peak=1.0)
+        slope = solve_slope(quality, target.psnr)
+    config = config.with_overrides(slope=slope)
+    for batch in batches:
+        targets = tile_targets(image, grid, config, batch.tiles)
+        blobs += finish_batch(batch, targets, config, device, qat_progress(len(blobs), len(batch.tiles)))
+    if target.psnr is not None and config.quant.qat_steps > 0:
+        # Fine-tuning gained quality the estimate did not count: spend it on a coarser slope,
+        # measured on the fine-tuned networks themselves.
+        def tuned_quality(slope: float) -> float:
+            error = sum(float(batch.squared_error(slope).sum()) for batch in batches)
+            return psnr_from_mse(error / pixels, peak=1.0)
+        coarser = solve_slope(tuned_quality, target.psnr, low=config.quant.slope, iterations=20)
+        if coarser > config.quant.slope:
+            config = config.with_overrides(slope=coarser)
+            blobs = [b for batch in batches for b in pack_batch(batch, coarser, config)]
+    return blobs, config
 
 
 def measure(source: TileSource | TileCache, grid: TileGrid, image: ImageSource, device: str,
@@ -111,13 +264,15 @@ def measure(source: TileSource | TileCache, grid: TileGrid, image: ImageSource, 
 
 
 def encode_image(source_path: str, output_path: str, config: CodecConfig, device: str = "cpu",
-                 progress: StageProgressFn | None = None, measure_psnr: bool = True) -> EncodeResult:
+                 progress: StageProgressFn | None = None, measure_psnr: bool = True,
+                 target: RateTarget = RateTarget(), cache_dir: str | None = None) -> EncodeResult:
     """Encode an image file into a `.loe` file. See :func:`loe_codec.encode` for the public entry point."""
     started = time.perf_counter()
     image = ImageSource(source_path)
     config = with_channels(config, image.channels)
     grid = TileGrid(image.width, image.height, config.tile.size, config.tile.margin)
-    blobs = fit_and_pack(image, grid, config, device, progress)
+    cache = FitCache(cache_dir) if cache_dir is not None else None
+    blobs, config = fit_and_pack(image, grid, config, device, progress, target, cache)
     stats: dict = {}
     psnr = None
     if measure_psnr:

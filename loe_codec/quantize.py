@@ -39,3 +39,24 @@ def dequantize_weight(q: QuantizedTensor) -> torch.Tensor:
 def quantize_bias(bias: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
     """Biases are few; they are stored as floats of ``cfg.bias_dtype``."""
     return bias.detach().to(getattr(torch, cfg.bias_dtype))
+
+
+# --- format 2: one uniform step per (tile, layer), integers entropy-coded ---------------------------
+
+MIN_STEP = float(torch.finfo(torch.float16).tiny)   # steps are stored as float16 (normal range)
+MAX_STEP = float(torch.finfo(torch.float16).max)
+
+
+def storable_steps(steps: torch.Tensor) -> torch.Tensor:
+    """``steps`` rounded to the float16 values a file stores (so the encoder uses exactly those)."""
+    return steps.clamp(MIN_STEP, MAX_STEP).to(torch.float16).float()
+
+
+def quantize_to_step(weight: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """Integers ``round(weight / step)`` (int32, same shape); ``step`` broadcasts against ``weight``."""
+    return torch.round(weight.detach() / step).to(torch.int32)
+
+
+def fake_quantize(weight: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """``round(weight / step) * step`` forward, identity backward (straight-through estimator)."""
+    return weight + (torch.round(weight / step) * step - weight).detach()

@@ -1,16 +1,22 @@
-"""Regenerate the golden `.loe` file the test suite decodes (tests/test_golden.py).
+"""Regenerate the format-2 golden `.loe` file the test suite decodes (tests/test_golden.py).
 
     python samples/make_golden.py
 
 Encodes a 32x24 crop of ``kodim23.png`` with a tiny explicit config on the CPU and writes
 
-* ``golden/tiny.loe``: the encoded file (committed; the test decodes *this* file),
-* ``golden/tiny.sha256``: SHA-256 of the full scale-1 decode (raw bytes of the uint8 HxWxC array),
+* ``golden/tiny.loe``: the encoded file (format 2; committed; the test decodes *this* file),
+* ``golden/tiny.loe.sha256``: SHA-256 of that file's bytes (the test checks the committed file is unchanged),
+* ``golden/tiny.sha256``: SHA-256 of its full scale-1 decode (raw bytes of the uint8 HxWxC array),
 * ``golden/tiny_decoded.png``: that decode as an image (only to show what differs when the hash breaks),
 * ``golden/README.md``: how the files were made.
 
+The format-1 golden set (``golden/tiny_v1.*``) was made by loe-codec 0.1.0, which wrote format 1; this
+version only reads format 1, so those files are frozen: this script never touches them (it only copies
+their description into the README).
+
 Only regenerate on purpose, after a deliberate change to the format or the decoder: the point of
-the golden test is to catch silent changes.
+the golden test is to catch silent changes. The test never re-encodes, so it does not depend on the
+encoder reproducing this file bit for bit.
 """
 
 from __future__ import annotations
@@ -37,17 +43,33 @@ CONFIG = CodecConfig(
     # few clamped pixels, so the hash sees every decoder change.
     model=ModelConfig(width=8, banks=(1, 2, 2, 1), pe_frequencies=3),
     fit=FitConfig(steps=30, samples_per_tile=256, learning_rate=2e-2, warmup_steps=5, seed=0),
-    quant=QuantConfig(bits=8),
+    # Laplace-coded weights at a slope that leaves most weights non-zero (every layer's coded stream is
+    # exercised), with a few steps of quantization-aware fine-tuning.
+    quant=QuantConfig(scheme="laplace", slope=1e-3, qat_steps=10, qat_learning_rate=2e-3),
     tile=TileConfig(size=16, margin=2),
     preset="golden",
 )
 OUT = HERE / "golden"
 
+V1_README = """## Format 1 (`tiny_v1.*`, frozen)
+
+`tiny_v1.loe` is the golden file of format 1 (one `tile.{k}` tensor of raw int8 weights per tile,
+CRC-32s in the JSON header). It was made by loe-codec 0.1.0 with the same crop and network as above
+(30 steps, 8-bit weights, torch 2.13.0+cpu, Python 3.11.7, x86_64; 4480 bytes, 4 tiles, PSNR 14.93
+dB). This version of loe-codec only reads format 1, so these files cannot be regenerated and must not
+change: `tiny_v1.loe.sha256` is the SHA-256 of the file, `tiny_v1.sha256` of its decode (the decoder
+must keep reading old files to the same pixels), `tiny_v1_decoded.png` that decode as an image.
+"""
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
 
 def decode_digest(path: Path) -> tuple[str, "np.ndarray"]:  # noqa: F821
     with loe_codec.open(path) as img:
         pixels = img.decode(device="cpu")
-    return hashlib.sha256(pixels.tobytes()).hexdigest(), pixels
+    return sha256_of(pixels.tobytes()), pixels
 
 
 def main() -> None:
@@ -58,16 +80,27 @@ def main() -> None:
         crop = Path(tmp) / "crop.png"
         pyvips.Image.new_from_file(str(HERE / SOURCE)).crop(*CROP).write_to_file(str(crop))
         result = loe_codec.encode(crop, loe, config=CONFIG, device="cpu")
-    loe.chmod(0o644)  # the encoder writes through mkstemp, which leaves the file private (0600)
+    loe.chmod(0o644)
+    file_digest = sha256_of(loe.read_bytes())
     digest, pixels = decode_digest(loe)
     h, w, c = pixels.shape
+    with loe_codec.open(loe) as img:
+        version = img.header.version
+        slope = img.config.quant.slope
+    (OUT / "tiny.loe.sha256").write_text(f"{file_digest}\n")
     (OUT / "tiny.sha256").write_text(f"{digest}\n")
     pyvips.Image.new_from_memory(pixels.tobytes(), w, h, c, "uchar").write_to_file(str(OUT / "tiny_decoded.png"))
-    (OUT / "README.md").write_text(f"""# Golden file
+    (OUT / "README.md").write_text(f"""# Golden files
 
-`tests/test_golden.py` decodes `tiny.loe` (full image, scale 1, CPU) and compares the SHA-256 of
-the decoded pixels (the raw bytes of the uint8 `{h}x{w}x{c}` HxWxC array) with `tiny.sha256`. It
-guards the `.loe` format and the decoder against silent changes.
+`tests/test_golden.py` decodes the committed golden files (full image, scale 1, CPU) and compares the
+SHA-256 of the decoded pixels (the raw bytes of the uint8 `{h}x{w}x{c}` HxWxC array) with the hashes
+stored here; it also checks that the committed files themselves are unchanged. It guards the `.loe`
+formats and the decoder against silent changes. It never re-encodes.
+
+## Format {version} (`tiny.*`)
+
+* `tiny.loe`: the file; `tiny.loe.sha256`: SHA-256 of its bytes
+* `tiny.sha256`: SHA-256 of its decode; `tiny_decoded.png`: that decode as an image
 
 Made by `python samples/make_golden.py` (run from the repository root or anywhere):
 
@@ -75,17 +108,19 @@ Made by `python samples/make_golden.py` (run from the repository root or anywher
 * config (`CONFIG` in `make_golden.py`): width {CONFIG.model.width}, banks {CONFIG.model.banks},
   {CONFIG.model.activation} activation, {CONFIG.model.pe_frequencies} PE frequencies, {CONFIG.fit.steps} steps,
   learning rate {CONFIG.fit.learning_rate}, {CONFIG.fit.samples_per_tile} samples per tile,
-  tile {CONFIG.tile.size}, margin {CONFIG.tile.margin}, seed {CONFIG.fit.seed}, {CONFIG.quant.bits}-bit weights,
-  device cpu, one torch thread
+  tile {CONFIG.tile.size}, margin {CONFIG.tile.margin}, seed {CONFIG.fit.seed}; {CONFIG.quant.scheme} weights at
+  slope {slope}, {CONFIG.quant.qat_steps} quantization-aware steps at learning rate
+  {CONFIG.quant.qat_learning_rate}, {CONFIG.quant.bias_dtype} biases; device cpu, one torch thread
 * encoded: {result.bytes} bytes, {result.tiles} tiles, PSNR {result.psnr:.2f} dB (quality is irrelevant here)
 * made with loe-codec {loe_codec.__version__}, torch {torch.__version__}, Python {platform.python_version()},
   {platform.machine()}
 
-`tiny_decoded.png` is the same decode as an image; the test uses it only to report how many pixels
-differ when the hash does not match. Regenerate these files only after a deliberate change to the
-format or the decoder, and say so in the commit.
+{V1_README}
+`tiny_decoded.png` / `tiny_v1_decoded.png` are used only to report how many pixels differ when a
+hash does not match. Regenerate the format-{version} files only after a deliberate change to the format
+or the decoder, and say so in the commit.
 """)
-    print(f"{loe}: {result.bytes} bytes, decode sha256 {digest}")
+    print(f"{loe}: {result.bytes} bytes, file sha256 {file_digest}, decode sha256 {digest}")
 
 
 if __name__ == "__main__":

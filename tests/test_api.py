@@ -131,3 +131,87 @@ def test_open_refuses_missing_and_non_loe_files(tmp_path, crop_png):
         loe_codec.open(tmp_path / "missing.loe")
     with pytest.raises(loe_codec.FormatError):
         loe_codec.open(crop_png)
+
+
+# --- rate targets ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rate_png(tmp_path_factory):
+    """A 64x48 crop (4 x 3 tiles of 16): big enough that the tiles, not the header, make most of a file."""
+    from support import crop_sample
+    return crop_sample(tmp_path_factory.mktemp("rate") / "rate.png", "kodim23.png", 280, 160, 64, 48)
+
+
+def _rate_config():
+    cfg = tiny_config(steps=8)
+    return dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, samples_per_tile=256))
+
+
+def _encode_at(png, path, bpp):
+    result = loe_codec.encode(png, path, config=_rate_config(), bpp=bpp, device="cpu", measure_psnr=False)
+    size = path.stat().st_size
+    assert result.bytes == size
+    return size * 8 / (64 * 48)
+
+
+@pytest.fixture(scope="module")
+def rate_files(rate_png, tmp_path_factory):
+    """``{target bpp: (path, actual bpp)}`` of the crop encoded at a few reachable targets."""
+    out = tmp_path_factory.mktemp("rate_files")
+    return {b: (out / f"{b}.loe", _encode_at(rate_png, out / f"{b}.loe", b)) for b in (30.0, 52.0, 60.0)}
+
+
+@pytest.mark.parametrize("bpp", [52.0, 60.0])
+def test_bpp_target_is_hit_within_5_percent(rate_files, bpp):
+    path, actual = rate_files[bpp]
+    assert actual == pytest.approx(bpp, rel=0.05), actual
+    # The slope the target resolved to is recorded, and the file decodes.
+    with loe_codec.open(path) as img:
+        assert img.config.quant.slope != _rate_config().quant.slope
+        assert img.decode(device="cpu").shape == (48, 64, 3)
+
+
+def test_bpp_target_is_hit_within_5_percent_when_the_header_is_a_large_share(rate_png, tmp_path):
+    actual = _encode_at(rate_png, tmp_path / "x.loe", 20.0)
+    assert actual == pytest.approx(20.0, rel=0.05), actual
+
+
+def test_a_larger_bpp_target_gives_a_larger_file(rate_files):
+    sizes = [actual for _, actual in rate_files.values()]
+    assert sizes[0] < sizes[1] < sizes[2], sizes
+    slopes = [loe_codec.info(path)["quantization"]["slope"] for path, _ in rate_files.values()]
+    assert slopes[0] > slopes[1] > slopes[2], slopes
+
+
+def test_psnr_target_is_used(encoded, tmp_path):
+    # The session's file (a 100-step fit at the default slope) is the reference; 4 dB less needs coarser steps.
+    _, png, default = encoded
+    target = default.psnr - 4.0
+    result = loe_codec.encode(png, tmp_path / "psnr.loe", config=tiny_config(steps=100), psnr=target, device="cpu")
+    assert loe_codec.info(tmp_path / "psnr.loe")["quantization"]["slope"] > tiny_config().quant.slope
+    assert result.bytes < default.bytes
+    assert result.psnr >= target - 0.5, (result.psnr, target)
+
+
+def test_rate_choices_are_exclusive(crop_png, tmp_path):
+    for kwargs in (dict(bpp=4.0, psnr=30.0), dict(bpp=4.0, quality=50), dict(psnr=30.0, quality=50)):
+        with pytest.raises(UsageError):
+            loe_codec.encode(crop_png, tmp_path / "out.loe", config=tiny_config(steps=1), device="cpu", **kwargs)
+    assert not (tmp_path / "out.loe").exists()
+
+
+@pytest.mark.parametrize("bpp", [0, 0.0, -1.0, float("nan"), float("inf"), 64.0, 1e6])
+def test_bpp_target_outside_its_range_is_refused(crop_png, tmp_path, bpp):
+    out = tmp_path / "out.loe"
+    with pytest.raises(UsageError, match="bpp"):
+        loe_codec.encode(crop_png, out, config=tiny_config(steps=1), bpp=bpp, device="cpu")
+    assert not out.exists()
+
+
+def test_info_of_a_format_2_file(encoded):
+    path, _, _ = encoded
+    data = loe_codec.info(path)
+    assert data["format_version"] == 2 and data["quantization"]["scheme"] == "laplace"
+    with loe_codec.open(path) as img:
+        assert data["payload_bytes"] == sum(img._reader.tile_size(k) for k in range(6))
+    assert 0 < data["header_bytes"] < data["bytes"]

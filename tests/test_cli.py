@@ -13,7 +13,7 @@ from cli.main import app
 from support import read_array, rewrite_loe_header, smooth_image, tile_byte_range, write_array
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--preset", "fast", "--steps", "3", "--tile", "16", "--device", "cpu", "-q"]
+FAST = ["--preset", "fast", "--steps", "3", "--tile", "16", "--device", "cpu", "--quiet"]  # encode: -q is --quality
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +145,12 @@ def test_encode_16_bit_input(runner, tmp_path):
     _assert_clean_failure(r, leftover=out)
 
 
-@pytest.mark.parametrize("args", [["--steps=-1"], ["--tile", "4"], ["--preset", "ultra"], ["--device", "tpu"]])
+@pytest.mark.parametrize("args", [["--steps=-1"], ["--tile", "4"], ["--preset", "ultra"], ["--device", "tpu"],
+                                  ["--bpp", "0"], ["--bpp=-2"], ["--bpp", "nan"], ["--bpp", "64"],
+                                  ["--bpp", "4", "--quality", "50"]])
 def test_encode_bad_options(runner, tiny_png, tmp_path, args):
     out = tmp_path / "x.loe"
-    r = runner.invoke(app, ["encode", str(tiny_png), "-o", str(out), "-q", *args])
+    r = runner.invoke(app, ["encode", str(tiny_png), "-o", str(out), "--quiet", *args])
     _assert_clean_failure(r, leftover=out)
 
 

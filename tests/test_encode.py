@@ -67,9 +67,12 @@ def test_in_memory_blobs_decode_like_the_file(crop_png, tmp_path, fast_config):
     image = ImageSource(crop_png)
     cfg = dataclasses.replace(fast_config, model=dataclasses.replace(fast_config.model, out_channels=3))
     grid = TileGrid(40, 28, cfg.tile.size, cfg.tile.margin)
-    blobs = fit_and_pack(image, grid, cfg, "cpu")
+    blobs, coded_with = fit_and_pack(image, grid, cfg, "cpu")
+    assert coded_with == cfg  # no rate target: the config's own slope
+    assert all(b.dtype == np.uint8 and b.ndim == 1 for b in blobs)
     mem = BlobSource(cfg, blobs)
     with CodecReader(out) as reader:
+        assert [reader.tile_size(k) for k in range(len(grid))] == [b.size for b in blobs]
         for k in range(len(grid)):
             for x, y in zip(reader.read_tile(k)[0] + reader.read_tile(k)[1], mem.read_tile(k)[0] + mem.read_tile(k)[1]):
                 assert np.array_equal(x.numpy(), y.numpy())
@@ -82,3 +85,44 @@ def test_tiles_per_batch_does_not_change_the_tile_count(crop_png, tmp_path, fast
     assert result.tiles == 6
     with loe_codec.open(out) as img:
         assert img.decode(device="cpu").shape == (28, 40, 3)
+
+
+def test_encoded_file_is_format_2_with_laplace_tiles(crop_png, tmp_path, fast_config):
+    out = tmp_path / "x.loe"
+    result = loe_codec.encode(crop_png, out, config=fast_config, device="cpu", measure_psnr=False)
+    header = loe_header(out)
+    assert header["version"] == 2 and "tile_crc32" not in header
+    assert header["config"]["quant"]["scheme"] == "laplace"
+    assert header["config"]["quant"]["slope"] == fast_config.quant.slope
+    with CodecReader(out) as reader:
+        sizes = [reader.tile_size(k) for k in range(result.tiles)]
+        assert len(set(sizes)) > 1  # entropy-coded: tiles differ in size
+        assert sum(sizes) < result.bytes
+
+
+def test_a_larger_slope_gives_a_smaller_file(crop_png, tmp_path, fast_config):
+    sizes = []
+    for slope in (1e-4, 1e-2, 1.0):
+        cfg = dataclasses.replace(fast_config, quant=dataclasses.replace(fast_config.quant, slope=slope))
+        sizes.append(loe_codec.encode(crop_png, tmp_path / f"{slope}.loe", config=cfg, device="cpu",
+                                      measure_psnr=False).bytes)
+    assert sizes[0] > sizes[1] > sizes[2], sizes
+
+
+def test_quantization_aware_finetuning_in_the_encoder(crop_png, tmp_path, fast_config):
+    # qat_steps > 0 fine-tunes before packing: a different file that still decodes, and progress
+    # reports a complete "quantize" stage between "fit" and "measure".
+    cfg = dataclasses.replace(fast_config, quant=dataclasses.replace(fast_config.quant, qat_steps=4, slope=0.05))
+    stages = []
+    plain = loe_codec.encode(crop_png, tmp_path / "plain.loe", config=dataclasses.replace(
+        cfg, quant=dataclasses.replace(cfg.quant, qat_steps=0)), device="cpu")
+    tuned = loe_codec.encode(crop_png, tmp_path / "qat.loe", config=cfg, device="cpu",
+                             progress=lambda stage, done, total: stages.append((stage, done, total)))
+    assert _sha(tmp_path / "plain.loe") != _sha(tmp_path / "qat.loe")
+    assert tuned.psnr is not None and plain.psnr is not None
+    names = [s for s, _, _ in stages]
+    assert names.index("quantize") > max(i for i, n in enumerate(names) if n == "fit")
+    assert names.index("measure") > max(i for i, n in enumerate(names) if n == "quantize")
+    quant = [(d, t) for s, d, t in stages if s == "quantize"]
+    assert quant[-1][0] == quant[-1][1] == 6 * 4
+    assert all(a[0] <= b[0] for a, b in zip(quant, quant[1:]))

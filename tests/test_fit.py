@@ -1,36 +1,21 @@
+import copy
 import dataclasses
 
 import pytest
 import torch
 
-from loe_codec.config import FitConfig, ModelConfig
-from loe_codec.fit import TileTarget, _PixelPool, fit_tiles, learning_rate, tile_seed
-from support import smooth_image
+from loe_codec.config import FitConfig, ModelConfig, QuantConfig
+from loe_codec.errors import CodecRuntimeError
+from loe_codec.fit import _PixelPool, finetune_quantized, fit_tiles, learning_rate, tile_seed
+from loe_codec.quantize import MIN_STEP, storable_steps
+from support import two_tile_targets, window_mse
 
 MODEL = ModelConfig(width=12, banks=(1, 2, 2, 1), pe_frequencies=3)
 FIT = FitConfig(steps=30, samples_per_tile=256, learning_rate=1e-2, warmup_steps=5, seed=0)
 
 
-def _targets(seed: int = 0) -> list[TileTarget]:
-    """Two tiles of a 20x14 smooth image split at x = 10 with margin 2 (windows clipped to the image)."""
-    img = torch.from_numpy(smooth_image(14, 20, 3, seed=3))
-    left = TileTarget(img[:, 0:12].clone(), 0, 0, -2.0, -2.0, 14.0, 18.0, tile_seed(seed, 0))
-    right = TileTarget(img[:, 8:20].clone(), 8, 0, 8.0, -2.0, 14.0, 18.0, tile_seed(seed, 1))
-    return [left, right]
-
-
-def _mse(model, targets) -> float:
-    """Mean squared error of the model at every pixel centre of every target window."""
-    errs = []
-    for k, t in enumerate(targets):
-        h, w, _ = t.pixels.shape
-        yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-        coords = torch.stack([(xx.reshape(-1) + t.window_x - t.domain_x) / t.extent_x,
-                              (yy.reshape(-1) + t.window_y - t.domain_y) / t.extent_y], 1)
-        with torch.no_grad():
-            pred = model(torch.full((h * w,), k, dtype=torch.long), coords)
-        errs.append(((pred - (t.pixels.reshape(-1, 3).float() / 255 - 0.5)) ** 2).mean())
-    return float(torch.stack(errs).mean())
+_targets = two_tile_targets
+_mse = window_mse
 
 
 def test_same_inputs_and_seed_give_bit_identical_weights():
@@ -98,8 +83,66 @@ def test_tile_seeds_differ_per_tile_and_run():
 
 
 def test_a_diverging_fit_is_an_error_not_a_silent_file():
-    from loe_codec.errors import CodecRuntimeError
-
     wild = dataclasses.replace(FIT, learning_rate=1e38, warmup_steps=1)
     with pytest.raises(CodecRuntimeError, match="diverged"):
         fit_tiles(MODEL, wild, _targets())
+
+
+# --- quantization-aware fine-tuning ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def well_fitted():
+    """The two tiles fitted to convergence (80 steps), float weights."""
+    return fit_tiles(MODEL, dataclasses.replace(FIT, steps=80), _targets(), device="cpu")
+
+
+def _coarse_steps(model, fraction: float) -> torch.Tensor:
+    """Float16-exact steps ``[T, layers]`` of ``fraction`` times each layer's weight rms (coarse)."""
+    rms = torch.stack([w.detach().pow(2).mean(dim=(1, 2, 3)).sqrt() for w in model.weights], 1)
+    return storable_steps(fraction * rms)
+
+
+def _quantized_mse(model, steps) -> float:
+    model.quantize_in_loop(steps)
+    try:
+        return _mse(model, _targets())
+    finally:
+        model.quantize_in_loop(None)
+
+
+def test_quantization_aware_finetuning_lowers_the_quantized_error(well_fitted):
+    steps = _coarse_steps(well_fitted, 0.5)
+    float_error = _mse(well_fitted, _targets())
+    rounded_error = _quantized_mse(copy.deepcopy(well_fitted), steps)
+    assert rounded_error > 3 * float_error  # the steps are coarse enough to hurt
+    qat = QuantConfig(qat_steps=20, qat_learning_rate=3e-3)
+    losses = []
+    tuned = finetune_quantized(copy.deepcopy(well_fitted), steps, FIT, qat, _targets(), "cpu",
+                               progress=lambda step, total, loss: losses.append((step, total)))
+    assert tuned.quant_steps is None  # quantization in the loop is turned off again
+    assert losses[-1] == (20, 20)
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in tuned.parameters())
+    tuned_error = _quantized_mse(tuned, steps)
+    assert tuned_error < 0.5 * rounded_error, (rounded_error, tuned_error)
+    # Not just 20 more steps of training: the same fine-tuning without the quantizer in the loop (steps so
+    # fine that rounding changes nothing) leaves the rounded model much worse.
+    control = finetune_quantized(copy.deepcopy(well_fitted), torch.full_like(steps, MIN_STEP), FIT, qat,
+                                 _targets(), "cpu")
+    assert tuned_error < 0.6 * _quantized_mse(control, steps)
+
+
+def test_quantization_aware_finetuning_is_deterministic(well_fitted):
+    steps = _coarse_steps(well_fitted, 0.5)
+    qat = QuantConfig(qat_steps=5, qat_learning_rate=3e-3)
+    a = finetune_quantized(copy.deepcopy(well_fitted), steps, FIT, qat, _targets())
+    b = finetune_quantized(copy.deepcopy(well_fitted), steps, FIT, qat, _targets())
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.weights[1], well_fitted.weights[1])
+
+
+def test_quantize_in_loop_is_turned_off_even_when_the_finetuning_fails(well_fitted):
+    model = copy.deepcopy(well_fitted)
+    wild = QuantConfig(qat_steps=5, qat_learning_rate=1e38)
+    with pytest.raises(CodecRuntimeError, match="diverged"):
+        finetune_quantized(model, _coarse_steps(model, 0.5), FIT, wild, _targets())
+    assert model.quant_steps is None

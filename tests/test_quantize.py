@@ -3,7 +3,8 @@ import torch
 
 from loe_codec.config import QuantConfig
 from loe_codec.errors import UsageError
-from loe_codec.quantize import dequantize_weight, quantize_bias, quantize_weight
+from loe_codec.quantize import (MAX_STEP, MIN_STEP, dequantize_weight, fake_quantize, quantize_bias, quantize_to_step,
+                               quantize_weight, storable_steps)
 
 
 def _step_errors(weight: torch.Tensor, bits: int) -> torch.Tensor:
@@ -75,3 +76,46 @@ def test_bias_is_cast_to_the_configured_dtype():
 def test_bits_outside_2_to_8_are_refused(bits):
     with pytest.raises(UsageError):
         QuantConfig(bits=bits)
+
+
+# --- format 2: one uniform step per (tile, layer) ------------------------------------------------------------
+
+def test_storable_steps_are_float16_exact():
+    steps = torch.cat([torch.logspace(-4.1, 4.7, 200), torch.tensor([1 / 3, 0.1, 2.0**-14, 65504.0])])
+    stored = storable_steps(steps)
+    assert stored.dtype == torch.float32 and stored.shape == steps.shape
+    assert torch.equal(stored.half().float(), stored)  # survives the float16 of the file bit for bit
+    torch.testing.assert_close(stored, steps, rtol=2**-11, atol=0)  # the nearest float16
+    assert torch.equal(storable_steps(stored), stored)  # idempotent
+
+
+def test_storable_steps_stay_in_float16_normal_range():
+    extreme = torch.tensor([0.0, 1e-12, 1e-6, 1e6, float("inf")])
+    stored = storable_steps(extreme)
+    assert (stored >= MIN_STEP).all() and (stored <= MAX_STEP).all() and torch.isfinite(stored).all()
+    assert MIN_STEP == 2.0**-14 and MAX_STEP == 65504.0
+    assert stored[0] == MIN_STEP and stored[-1] == MAX_STEP
+
+
+def test_quantize_to_step_rounds_to_the_nearest_multiple():
+    weight = torch.randn(3, 5, 4) * 2
+    step = torch.tensor(0.125)
+    q = quantize_to_step(weight, step)
+    assert q.dtype == torch.int32 and q.shape == weight.shape
+    assert ((q.float() * step - weight).abs() <= step / 2 + 1e-6).all()
+    per_tile = torch.tensor([0.5, 0.25, 2.0]).view(3, 1, 1)  # broadcasts like the encoder's steps
+    q = quantize_to_step(weight, per_tile)
+    assert torch.equal(q, torch.round(weight / per_tile).to(torch.int32))
+
+
+def test_fake_quantize_forward_is_rounding_and_backward_is_identity():
+    weight = (torch.randn(2, 3, 7, 5) * 0.3).requires_grad_()
+    step = storable_steps(torch.tensor([0.05, 0.2])).view(2, 1, 1, 1)
+    out = fake_quantize(weight, step)
+    # Forward: exactly the dequantized integers the file stores.
+    assert torch.equal(out.detach(), quantize_to_step(weight, step).float() * step)
+    assert not torch.equal(out.detach(), weight.detach())
+    # Backward: straight through, the upstream gradient unchanged.
+    upstream = torch.randn_like(weight)
+    out.backward(upstream)
+    assert torch.equal(weight.grad, upstream)

@@ -11,6 +11,7 @@ from ..config import ModelConfig
 from .banks import bank_index, bank_neighbours
 from .encoding import positional_encoding
 from .grouped import ChunkLayout, blended_linear, grouped_linear
+from ..quantize import fake_quantize
 
 
 def init_tile_parameters(config: ModelConfig, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -57,6 +58,20 @@ class TiledLoE(nn.Module):
         self.weights = nn.ParameterList([nn.Parameter(w) for w in weights])
         self.biases = nn.ParameterList([nn.Parameter(b) for b in biases])
         self.scales = config.scales()
+        self.quant_steps: torch.Tensor | None = None
+
+    def quantize_in_loop(self, steps: torch.Tensor | None) -> None:
+        """Evaluate with weights rounded to ``steps`` ``[T, layers]`` (straight-through gradients); None: off."""
+        if steps is not None and tuple(steps.shape) != (self.num_tiles, self.config.layers):
+            raise ValueError(f"steps must be [{self.num_tiles}, {self.config.layers}], got {tuple(steps.shape)}")
+        self.quant_steps = None if steps is None else steps.to(self.weights[0].device, torch.float32)
+
+    def weight(self, layer: int) -> torch.Tensor:
+        """Weights ``[T, banks, in, out]`` of ``layer`` as the forward pass uses them."""
+        w = self.weights[layer]
+        if self.quant_steps is None:
+            return w
+        return fake_quantize(w, self.quant_steps[:, layer].view(-1, 1, 1, 1))
 
     @classmethod
     def initialised(cls, config: ModelConfig, seeds: list[int]) -> "TiledLoE":
@@ -76,7 +91,7 @@ class TiledLoE(nn.Module):
         cfg = self.config
         n = cfg.banks[layer]
         nb = n**cfg.dims
-        w = self.weights[layer]
+        w = self.weight(layer)
         flat = w.reshape(self.num_tiles * nb, w.shape[2], w.shape[3])
         if nb == 1:
             y = grouped_linear(x, flat, tile, equal_groups=tile_major)
@@ -144,7 +159,7 @@ class TiledLoE(nn.Module):
         h = layout.pack(x)
         for layer, bank in enumerate(bank_ids):
             nb = cfg.banks[layer] ** cfg.dims
-            w = self.weights[layer]
+            w = self.weight(layer)
             weight = w.reshape(self.num_tiles * nb, w.shape[2], w.shape[3])[chunk_tile * nb + bank[chunk_sample]]
             bias = self.biases[layer][chunk_tile].unsqueeze(1)
             if layer == 0 and cfg.activation == "sine":  # fold w0 into the (gathered) parameters

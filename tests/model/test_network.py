@@ -8,6 +8,7 @@ import torch
 from loe_codec.config import ModelConfig
 from loe_codec.model import TiledLoE, bank_index
 from loe_codec.model.network import init_tile_parameters
+from loe_codec.quantize import quantize_to_step, storable_steps
 
 
 def _random_model(cfg: ModelConfig, tiles: int, dtype=torch.float64) -> TiledLoE:
@@ -263,3 +264,54 @@ def test_packed_inference_equals_per_layer_dispatch(arrangement, dims, banks):
         packed = model(tile, coords)
     per_layer = model(tile, coords).detach()
     torch.testing.assert_close(packed, per_layer, rtol=1e-5, atol=1e-5)
+
+
+def _rounded_copy(model: TiledLoE, steps: torch.Tensor) -> TiledLoE:
+    """A plain model whose weights are the integers * steps a file would store."""
+    weights = [quantize_to_step(w, steps[:, layer].view(-1, 1, 1, 1)).float() * steps[:, layer].view(-1, 1, 1, 1)
+               for layer, w in enumerate(model.weights)]
+    return TiledLoE(model.config, weights, [b.detach().clone() for b in model.biases])
+
+
+@pytest.mark.parametrize("blend", ["nearest", "linear"])
+@pytest.mark.parametrize("banks", [(1, 2, 2, 1), (2, 3, 1)])
+def test_quantize_in_loop_equals_a_model_of_the_rounded_weights(blend, banks):
+    cfg = ModelConfig(width=8, banks=banks, blend=blend, pe_frequencies=2)
+    model = TiledLoE.initialised(cfg, seeds=[3, 4, 5])
+    rms = torch.stack([w.detach().pow(2).mean(dim=(1, 2, 3)).sqrt() for w in model.weights], 1)  # [T, layers]
+    steps = storable_steps(rms * torch.tensor([0.3, 0.6, 1.2]).view(3, 1))  # coarse, different per tile
+    rounded = _rounded_copy(model, steps)
+    tile = torch.arange(3).repeat_interleave(40)
+    coords = torch.rand(120, 2)
+    with torch.no_grad():
+        plain = model(tile, coords)
+    assert model.quant_steps is None
+    model.quantize_in_loop(steps)
+    assert torch.equal(model.quant_steps, steps)
+    for layer in range(cfg.layers):
+        assert torch.equal(model.weight(layer).detach(), rounded.weights[layer].detach())
+    with torch.no_grad():
+        expect = rounded(tile, coords)
+        assert torch.equal(model(tile, coords), expect)  # packed inference path
+        assert not torch.allclose(plain, expect, atol=1e-3)  # the steps are coarse enough to matter
+    for tile_major in (False, True):  # the training paths, against the same paths of the rounded model
+        got = model(tile, coords, tile_major=tile_major)
+        assert got.requires_grad and torch.equal(got.detach(), rounded(tile, coords, tile_major=tile_major).detach())
+    # Straight-through: the float weights get the gradient the rounded weights would get.
+    model(tile, coords).square().sum().backward()
+    rounded(tile, coords).square().sum().backward()
+    for w, r in zip(model.weights, rounded.weights):
+        torch.testing.assert_close(w.grad, r.grad, rtol=1e-5, atol=1e-7)
+    model.quantize_in_loop(None)
+    assert model.quant_steps is None and model.weight(0) is model.weights[0]
+    with torch.no_grad():
+        assert torch.equal(model(tile, coords), plain)
+
+
+def test_quantize_in_loop_checks_the_steps_shape():
+    cfg = ModelConfig(width=8, banks=(1, 2, 1), pe_frequencies=2)
+    model = TiledLoE.initialised(cfg, seeds=[1, 2])
+    for shape in [(2,), (1, 3), (2, 4), (3, 2)]:
+        with pytest.raises(ValueError):
+            model.quantize_in_loop(torch.full(shape, 0.1))
+    assert model.quant_steps is None

@@ -1,0 +1,64 @@
+"""A folder of fitted batches, so that work already done is not done again.
+
+An encode that is killed and restarted with the same cache skips the batches
+it finished (resumable encodes), and encodes of one image at several rates
+share one fit (the fit does not depend on the quantization settings). A batch
+is keyed by the source file (path, size, modification time), the tiles and
+every setting the fit depends on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .config import CodecConfig
+from .files import atomic_output
+from .model import TiledLoE
+from .rate import Probe
+
+CACHE_VERSION = 1
+
+
+class FitCache:
+    """Fitted float networks, sensitivities and probes of batches, one file per batch."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def key(self, source: str | os.PathLike, config: CodecConfig, tiles: list[int], device: str) -> str:
+        stat = Path(source).stat()
+        cfg = config.to_dict()
+        identity = {"v": CACHE_VERSION, "source": str(Path(source).resolve()), "size": stat.st_size,
+                    "mtime": stat.st_mtime_ns, "model": cfg["model"], "fit": cfg["fit"], "tile": cfg["tile"],
+                    "tiles": tiles, "device": device, "torch": torch.__version__}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"batch-{key}.pt"
+
+    def load(self, key: str, config: CodecConfig) -> tuple[TiledLoE, torch.Tensor, Probe] | None:
+        """The stored batch, or None if absent or unreadable (then it is simply fitted again)."""
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            model = TiledLoE(config.model, d["weights"], d["biases"]).eval()
+            return model, d["sensitivity"], Probe(d["probe_tile"], d["probe_coords"], d["probe_target"],
+                                                  d["probe_pixels"])
+        except Exception:  # a torn or foreign file: refit rather than fail
+            return None
+
+    def store(self, key: str, model: TiledLoE, sensitivity: torch.Tensor, probe: Probe) -> None:
+        data = {"weights": [w.detach().cpu() for w in model.weights],
+                "biases": [b.detach().cpu() for b in model.biases], "sensitivity": sensitivity,
+                "probe_tile": probe.tile, "probe_coords": probe.coords, "probe_target": probe.target,
+                "probe_pixels": probe.pixels}
+        with atomic_output(self._path(key)) as tmp:
+            torch.save(data, tmp)

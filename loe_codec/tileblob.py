@@ -1,0 +1,153 @@
+"""The bytes of one tile network: packing and unpacking for each quantization scheme.
+
+``laplace`` (format 2), little-endian, back to back:
+
+* per layer: the step (float16), the Laplace ``ratio_code`` (uint16) and the
+  largest magnitude (uint16): 6 bytes a layer;
+* per layer: the bias ``[out]`` (``quant.bias_dtype``);
+* the range-coded integers of every layer's weights ``[banks, in, out]`` (C
+  order, layer after layer) as uint32 words, to the end of the blob.
+
+``int8`` (format 1, read only): per layer the int8 weights ``[banks, in, out]``,
+float16 scales ``[banks, out]`` and the bias, a fixed size per config.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import entropy
+from .config import CodecConfig
+from .errors import FormatError
+from .quantize import QuantizedTensor, dequantize_weight
+
+_LAYER_PARAMS = np.dtype([("step", "<f2"), ("ratio", "<u2"), ("magnitude", "<u2")])
+
+TileParameters = tuple[list[torch.Tensor], list[torch.Tensor]]
+"""Float32 weights ``[banks, in, out]`` and biases ``[out]`` of every layer of one tile."""
+
+
+def weight_shapes(config: CodecConfig) -> list[tuple[int, int, int]]:
+    """``(banks, in, out)`` of every layer."""
+    return [(nb, i, o) for (i, o), nb in zip(config.model.layer_shapes(), config.model.bank_counts())]
+
+
+def _bias_dtype(config: CodecConfig) -> np.dtype:
+    return np.dtype(config.quant.bias_dtype).newbyteorder("<")
+
+
+def pack_laplace(config: CodecConfig, ints: list[np.ndarray], steps: list[float],
+                 biases: list[torch.Tensor]) -> np.ndarray:
+    """Serialise one tile: integer weights ``[banks, in, out]`` (int32) per layer, their float16-exact
+    steps and the float biases. Returns ``uint8 [n]``."""
+    shapes = weight_shapes(config)
+    if [tuple(a.shape) for a in ints] != shapes or len(steps) != len(shapes) or len(biases) != len(shapes):
+        raise ValueError("one integer tensor of the configured shape, one step and one bias per layer are needed")
+    models = [entropy.model_for(a) for a in ints]
+    params = np.zeros(len(shapes), dtype=_LAYER_PARAMS)
+    params["step"] = np.asarray(steps, dtype=np.float16)
+    params["ratio"] = [m.ratio_code for m in models]
+    params["magnitude"] = [m.magnitude for m in models]
+    bias_bytes = b"".join(np.ascontiguousarray(b.detach().numpy(), dtype=_bias_dtype(config)).tobytes()
+                          for b in biases)
+    words = entropy.encode(ints, models).astype("<u4")
+    return np.frombuffer(params.tobytes() + bias_bytes + words.tobytes(), dtype=np.uint8)
+
+
+def laplace_fixed_bytes(config: CodecConfig) -> int:
+    """Bytes of a ``laplace`` blob before its coded words (layer parameters and biases)."""
+    biases = sum(o for _, o in config.model.layer_shapes())
+    return _LAYER_PARAMS.itemsize * config.model.layers + _bias_dtype(config).itemsize * biases
+
+
+def unpack_laplace(config: CodecConfig, blob: np.ndarray) -> TileParameters:
+    """Dequantized weights and biases of a ``laplace`` blob; :class:`FormatError` if it is malformed."""
+    shapes = weight_shapes(config)
+    fixed = laplace_fixed_bytes(config)
+    if blob.size < fixed or (blob.size - fixed) % 4:
+        raise FormatError(f"a tile of {blob.size} bytes does not fit the layout of its config")
+    raw = blob.tobytes()
+    params = np.frombuffer(raw, dtype=_LAYER_PARAMS, count=len(shapes))
+    steps = params["step"].astype(np.float32)
+    if not (np.isfinite(steps).all() and (steps > 0).all()):
+        raise FormatError("a tile holds a non-positive or non-finite quantization step")
+    if (params["magnitude"] > entropy.MAX_MAGNITUDE).any() or (params["ratio"] == 0).any():
+        raise FormatError("a tile holds an invalid entropy model")
+    models = [entropy.LaplaceModel(int(r), int(m)) for r, m in zip(params["ratio"], params["magnitude"])]
+    offset = _LAYER_PARAMS.itemsize * len(shapes)
+    biases = []
+    for _, o in config.model.layer_shapes():
+        b = np.frombuffer(raw, dtype=_bias_dtype(config), count=o, offset=offset)
+        offset += b.nbytes
+        biases.append(torch.from_numpy(b.astype(np.float32)))
+    words = np.frombuffer(raw, dtype="<u4", offset=offset).astype(np.uint32)
+    try:
+        ints = entropy.decode(words, shapes, models)
+    except BaseException as exc:  # constriction reports exhausted or invalid data as a plain exception
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise FormatError(f"a tile's coded weights cannot be decoded ({exc})") from None
+    weights = [torch.from_numpy(a.astype(np.float32) * s) for a, s in zip(ints, steps)]
+    _check_finite(weights, biases)
+    return weights, biases
+
+
+def int8_layout(config: CodecConfig) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    """(part name, dtype, shape) of every part of an ``int8`` (format 1) blob, in storage order."""
+    parts = []
+    for i, (nb, fan_in, fan_out) in enumerate(weight_shapes(config)):
+        parts.append((f"layer{i}.weight", np.dtype("i1"), (nb, fan_in, fan_out)))
+        parts.append((f"layer{i}.scale", np.dtype("<f2"), (nb, fan_out)))
+        parts.append((f"layer{i}.bias", _bias_dtype(config), (fan_out,)))
+    return parts
+
+
+def int8_bytes(config: CodecConfig) -> int:
+    """Exact byte size of an ``int8`` blob."""
+    return sum(dt.itemsize * int(np.prod(shape)) for _, dt, shape in int8_layout(config))
+
+
+def pack_int8(config: CodecConfig, weights: list[QuantizedTensor], biases: list[torch.Tensor]) -> np.ndarray:
+    """Serialise one tile in the format-1 layout (kept to write test files of the old format)."""
+    arrays = []
+    for q, b in zip(weights, biases):
+        arrays += [q.values.numpy(), q.scale.numpy(), b.numpy()]
+    chunks = []
+    for (name, dt, shape), a in zip(int8_layout(config), arrays):
+        if tuple(a.shape) != shape:
+            raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+        chunks.append(np.ascontiguousarray(a, dtype=dt).tobytes())
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8)
+
+
+def unpack_int8(config: CodecConfig, blob: np.ndarray) -> TileParameters:
+    """Dequantized weights and biases of an ``int8`` (format 1) blob."""
+    if blob.size != int8_bytes(config):
+        raise FormatError(f"a tile of {blob.size} bytes does not match its config ({int8_bytes(config)})")
+    parts, offset = {}, 0
+    for name, dt, shape in int8_layout(config):
+        count = int(np.prod(shape))
+        parts[name] = np.frombuffer(blob, dtype=dt, count=count, offset=offset).reshape(shape)
+        offset += dt.itemsize * count
+    weights, biases = [], []
+    for i in range(config.model.layers):
+        q = QuantizedTensor(torch.from_numpy(parts[f"layer{i}.weight"].copy()),
+                            torch.from_numpy(parts[f"layer{i}.scale"].astype(np.float16)))
+        weights.append(dequantize_weight(q))
+        biases.append(torch.from_numpy(parts[f"layer{i}.bias"].astype(np.float32)))
+    _check_finite(weights, biases)
+    return weights, biases
+
+
+def unpack_tile(config: CodecConfig, blob: np.ndarray) -> TileParameters:
+    """Dequantized parameters of one tile, in the scheme its config names."""
+    if config.quant.scheme == "int8":
+        return unpack_int8(config, blob)
+    return unpack_laplace(config, blob)
+
+
+def _check_finite(weights: list[torch.Tensor], biases: list[torch.Tensor]) -> None:
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+            raise FormatError(f"layer {i} holds non-finite values")
