@@ -247,7 +247,10 @@ def bench(
                                                              "with .png)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Reference anchors JSON (like "
                                              "kodak_classical_codecs.json) to compare the classical codecs with."),
-    bd_method: str = typer.Option("pchip", "--bd-method", help="Bjontegaard interpolation: pchip or cubic."),
+    bd_method: str = typer.Option("cubic", "--bd-method", help="Bjontegaard fit in log(bpp): cubic (VCEG-M33) or "
+                                  "pchip."),
+    bd_average: str = typer.Option("curve", "--bd-average", help="curve: BD between the mean RD curves (as the "
+                                   "reference anchors); images: BD per image, then averaged."),
     resume: bool = typer.Option(False, "--resume", help="Keep the measurements already in OUTPUT, run the rest."),
     device: str = DeviceOpt,
     loe_steps: Optional[int] = typer.Option(None, "--loe-steps", help="Override loe's fitting steps (quick checks)."),
@@ -257,9 +260,8 @@ def bench(
     from loe_codec import bench as lb
 
     pts = _parse_points(points)
-    if bd_method not in ("pchip", "cubic"):
-        _fail(f"--bd-method must be pchip or cubic, got {bd_method!r}", 2)
     with _errors():
+        bd = lb.BdSpec(bd_method, bd_average)
         names = [c.strip() for c in codecs.split(",") if c.strip()] if codecs is not None else lb.DEFAULT_CODECS
         chosen = lb.make_codecs(names, device, loe_steps)
         sweep = lb.settings_for(chosen, lb.parse_settings(settings))
@@ -275,10 +277,12 @@ def bench(
                 bar.update(task, completed=done, total=total, description=f"bench {what}")
 
             run = lb.run_bench(images, chosen, sweep, output, points=pts, command=shlex.join(["loe", *sys.argv[1:]]),
-                               resume=resume, method=bd_method, reference=ref, markdown=md, plot=png,
+                               resume=resume, bd=bd, reference=ref, markdown=md, plot=png,
                                progress=update if bar is not None else None)
     Console().print(lb.rich_table(run["summary"], title=f"{len(images)} image(s): mean PSNR (dB) at each rate, "
                                                         f"BD-rate (%) and BD-PSNR (dB)"))
+    for line in lb.setting_lines(run["summary"], most=3):  # codecs with few points: their means
+        typer.echo(line)
     typer.echo(f"{output}: {len(run['results'])} measurements")
 
 

@@ -15,8 +15,9 @@ Modules, one job each:
 from .images import find_images
 from .loe import loe_config
 from .registry import CODEC_NAMES, DEFAULT_CODECS, make_codecs, parse_settings, settings_for
-from .report import rich_table
+from .report import rich_table, setting_lines
 from .runner import DEFAULT_POINTS, check_outputs, load_reference, run_bench
+from .summary import BdSpec
 
-__all__ = ["CODEC_NAMES", "DEFAULT_CODECS", "DEFAULT_POINTS", "check_outputs", "find_images", "load_reference", "loe_config",
-           "make_codecs", "parse_settings", "rich_table", "run_bench", "settings_for"]
+__all__ = ["BdSpec", "CODEC_NAMES", "DEFAULT_CODECS", "DEFAULT_POINTS", "check_outputs", "find_images",
+           "load_reference", "loe_config", "make_codecs", "parse_settings", "rich_table", "run_bench", "setting_lines", "settings_for"]

@@ -78,7 +78,7 @@ def _int(v: float) -> int:
 
 def _jpeg(name: str, label: str, subsampling: str) -> ClassicalCodec:
     return ClassicalCodec(
-        name, label, _steps(5, 95, 5), 1, 100,
+        name, label, ("1", "2", "3", "4") + _steps(5, 95, 5), 1, 100,
         lambda ic, x, q: ic.jpeg8_encode(x, level=_int(q), subsampling=subsampling, optimize=True), "jpeg8_decode",
         f'jpeg8_encode(x, level=q, subsampling="{subsampling}", optimize=True) [libjpeg-turbo, q = quality]')
 
@@ -101,7 +101,7 @@ CLASSICAL: dict[str, ClassicalCodec] = {c.name: c for c in (
         lambda ic, x, q: ic.webp_encode(x, level=q, lossless=False, method=6), "webp_decode",
         "webp_encode(x, level=q, lossless=False, method=6) [libwebp, q = quality]"),
     ClassicalCodec(
-        "jpeg2000", "JPEG2000", _steps(22, 50, 1), 1, 200,
+        "jpeg2000", "JPEG2000", _steps(20, 50, 1), 1, 200,
         lambda ic, x, p: ic.jpeg2k_encode(x, level=p, codecformat="J2K", numthreads=1), "jpeg2k_decode",
         'jpeg2k_encode(x, level=P, codecformat="J2K", numthreads=1) [OpenJPEG, P = target PSNR in dB, '
         "irreversible 9/7, raw codestream]"),

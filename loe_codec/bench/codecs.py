@@ -43,7 +43,7 @@ class Measurement:
         from ..metrics import bits_per_pixel
 
         return cls(image.name, codec, setting, size, bits_per_pixel(size, image.width, image.height),
-                   psnr if math.isfinite(psnr) else None, encode_s, decode_s)
+                   psnr if math.isfinite(psnr) else None, round(encode_s, 6), round(decode_s, 6))
 
 
 class Codec:

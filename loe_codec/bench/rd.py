@@ -7,11 +7,12 @@ does not depend on the base).
 * :func:`psnr_at` interpolates a curve linearly in log(bpp) (no extrapolation).
 * :func:`bd_rate` / :func:`bd_psnr` are the Bjøntegaard deltas (VCEG-M33) of a
   test curve against an anchor over the interval both curves cover. ``method``
-  ``"pchip"`` (the default, as in the JVET common test conditions' newer
-  spreadsheets) interpolates each curve with a monotone piecewise cubic Hermite
-  spline (Fritsch-Carlson slopes, the same as ``scipy.interpolate.PchipInterpolator``);
-  ``"cubic"`` fits one cubic polynomial per curve (the original VCEG-M33 method,
-  which needs >= 4 points and wobbles on long, dense sweeps).
+  ``"cubic"`` (the default) fits one cubic polynomial per curve, the original
+  VCEG-M33 method (needs >= 4 points; the reference anchors of this project
+  were computed so); ``"pchip"`` interpolates each curve with a monotone
+  piecewise cubic Hermite spline (Fritsch-Carlson slopes, as
+  ``scipy.interpolate.PchipInterpolator``; the JVET common test conditions'
+  newer practice), which follows long, dense sweeps without wobbling.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _delta(anchor: Curve, test: Curve, method: str, over_psnr: bool) -> float | 
     return _mean_over(xt, yt, lo, hi, method) - _mean_over(xa, ya, lo, hi, method)
 
 
-def bd_rate(anchor: Curve, test: Curve, method: str = "pchip") -> float | None:
+def bd_rate(anchor: Curve, test: Curve, method: str = "cubic") -> float | None:
     """Bjøntegaard delta rate of ``test`` vs ``anchor`` in percent (negative: ``test`` needs fewer bits).
 
     Log-rate is interpolated as a function of PSNR and averaged over the PSNR
@@ -135,7 +136,7 @@ def bd_rate(anchor: Curve, test: Curve, method: str = "pchip") -> float | None:
     return None if d is None else (math.exp(d) - 1.0) * 100.0
 
 
-def bd_psnr(anchor: Curve, test: Curve, method: str = "pchip") -> float | None:
+def bd_psnr(anchor: Curve, test: Curve, method: str = "cubic") -> float | None:
     """Bjøntegaard delta PSNR of ``test`` vs ``anchor`` in dB (positive: ``test`` is better).
 
     PSNR is interpolated as a function of log-rate and averaged over the
@@ -145,7 +146,7 @@ def bd_psnr(anchor: Curve, test: Curve, method: str = "pchip") -> float | None:
 
 
 def mean_delta(anchor: Sequence[Curve], test: Sequence[Curve], metric: str = "rate",
-               method: str = "pchip") -> float | None:
+               method: str = "cubic") -> float | None:
     """Mean over images of the per-image BD-rate (``metric="rate"``) or BD-PSNR (``"psnr"``).
 
     ``anchor[i]`` and ``test[i]`` are the curves of image ``i``; ``None`` if any

@@ -33,6 +33,21 @@ def table_rows(summary: Mapping) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def setting_lines(summary: Mapping, most: int | None = None) -> list[str]:
+    """One line per (codec, setting): mean bpp and mean PSNR over the images (what a single-point codec shows).
+
+    With ``most``, only codecs with at most that many settings (the others are curves in the table).
+    """
+    out = []
+    for info in summary["codecs"].values():
+        if most is not None and len(info["settings"]) > most:
+            continue
+        for s in info["settings"]:
+            out.append(f"{info['label']} {s['setting']}: {s['bpp']:.4f} bpp, {_num(s['psnr'], '.2f')} dB "
+                       f"(mean of {s['images']} image(s))")
+    return out
+
+
 def rich_table(summary: Mapping, title: str | None = None):
     """A :class:`rich.table.Table` of :func:`table_rows`."""
     from rich.table import Table
@@ -52,8 +67,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(run: Mapping, comparison: Sequence[Mapping] = ()) -> str:
-    """The Markdown of a run: details, the summary table, per-setting means, the reference comparison."""
+def markdown_report(run: Mapping) -> str:
+    """The Markdown of a run: details, the summary table, the codecs' settings, the reference comparison."""
     summary, m = run["summary"], run["machine"]
     out = [
         "# loe bench results", "",
@@ -64,18 +79,24 @@ def markdown_report(run: Mapping, comparison: Sequence[Mapping] = ()) -> str:
         f"- images: {len(run['images'])} ({', '.join(run['images'])})",
         "- mean PSNR: RGB, 8-bit, peak 255; each image's curve interpolated linearly in log(bpp), then "
         "averaged; n/a where not every image's sweep reaches that rate",
-        f"- BD-rate / BD-PSNR: per image against the anchor's curve of that image ({summary['bd_method']} "
-        "interpolation in log(bpp) over the interval both cover), averaged over the images", "",
+        f"- BD-rate / BD-PSNR (Bjøntegaard, over the interval both curves cover): {summary['bd']}", "",
         "Mean PSNR (dB) at each rate; BD-rate in %, BD-PSNR in dB.", "",
-        markdown_table(*table_rows(summary)), "", "## Codec settings", "",
+        markdown_table(*table_rows(summary)), "", "Mean bpp and PSNR per setting (not interpolated):", "",
+        *[f"- {line}" for line in setting_lines(summary)], "", "## Codec settings", "",
     ]
     for name, info in run["codecs"].items():
         out.append(f"- **{info['label']}** (`{name}`): `{info['describe']}`; settings {', '.join(info['settings'])}")
+    comparison = run.get("reference_comparison")
     if comparison:
-        out += ["", "## Against the reference anchors", "",
+        out += ["", "## Against the reference anchors", "", "Mean PSNR:", "",
                 markdown_table(["codec", "bpp", "ours (dB)", "reference (dB)", "difference (dB)"],
                                [[r["label"], f"{r['bpp']:g}", _num(r["ours"], ".2f"), _num(r["reference"], ".2f"),
-                                 _num(r["delta"], "+.3f")] for r in comparison])]
+                                 _num(r["delta"], "+.3f")] for r in comparison["mean_psnr"]])]
+        if comparison["bd_rate_vs_jpeg"]:
+            out += ["", "BD-rate vs JPEG 4:2:0:", "",
+                    markdown_table(["codec", "ours (%)", "reference (%)", "difference (points)"],
+                                   [[r["label"], _num(r["ours"], "+.2f"), _num(r["reference"], "+.2f"),
+                                     _num(r["delta"], "+.2f")] for r in comparison["bd_rate_vs_jpeg"]])]
     return "\n".join(out) + "\n"
 
 

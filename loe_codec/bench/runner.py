@@ -21,7 +21,7 @@ from .codecs import Codec
 from .images import BenchImage
 from .machine import machine_info
 from .report import markdown_report, plot_rd
-from .summary import reference_comparison, summarize
+from .summary import BdSpec, reference_bd_comparison, reference_comparison, summarize
 
 FORMAT = "loe-bench"
 DEFAULT_POINTS = (0.25, 0.5, 1.0)
@@ -60,19 +60,27 @@ def load_reference(path: str | os.PathLike) -> dict:
     return data
 
 
-def write_json(data: Mapping, path: str | os.PathLike) -> None:
+def dumps(run: Mapping) -> str:
+    """The run as JSON text: indented, but one line per measurement, so large runs stay readable."""
+    marker = "@@results@@"
+    head = json.dumps({**run, "results": marker}, indent=1)
+    rows = ",\n  ".join(json.dumps(r) for r in run.get("results", []))
+    return head.replace(json.dumps(marker), "[\n  " + rows + "\n ]" if rows else "[]", 1) + "\n"
+
+
+def write_json(run: Mapping, path: str | os.PathLike) -> None:
     with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=1) + "\n")
+        Path(tmp).write_text(dumps(run))
 
 
 def run_bench(images: Sequence[BenchImage], codecs: Sequence[Codec], settings: Mapping[str, Sequence[str]],
               out: str | os.PathLike, *, points: Sequence[float] = DEFAULT_POINTS, command: str = "",
-              resume: bool = False, method: str = "pchip",
+              resume: bool = False, bd: BdSpec = BdSpec(),
               reference: Mapping | None = None, markdown: str | os.PathLike | None = None,
               plot: str | os.PathLike | None = None, progress: ProgressFn | None = None) -> dict:
     """Measure every (image, codec, setting), write ``out`` (JSON) and optionally a Markdown report and a plot.
 
-    Returns the run (the dict written to ``out``). ``reference`` (a dict like the
+    Returns the run (the dict written to ``out``). ``bd`` says how BD deltas are taken. ``reference`` (a dict like the
     shared ``kodak_classical_codecs.json``) adds a comparison with its anchors.
     """
     check_outputs(points, out, markdown, plot)
@@ -107,14 +115,17 @@ def run_bench(images: Sequence[BenchImage], codecs: Sequence[Codec], settings: M
     if progress:
         progress(total, total, "done")
     labels = {c.name: c.label for c in codecs}
-    run["summary"] = summarize(run["results"], run["images"], labels, settings, points, method)
+    run["summary"] = summarize(run["results"], run["images"], labels, settings, points, bd)
     run["complete"] = True
     if reference is not None:
-        run["reference_comparison"] = reference_comparison(run["results"], run["images"], labels, reference)
+        run["reference_comparison"] = {
+            "mean_psnr": reference_comparison(run["results"], run["images"], labels, reference),
+            "bd_rate_vs_jpeg": reference_bd_comparison(run["summary"], reference),
+        }
     write_json(run, out)
     if markdown is not None:
         with atomic_output(markdown) as tmp:
-            Path(tmp).write_text(markdown_report(run, run.get("reference_comparison", ())))
+            Path(tmp).write_text(markdown_report(run))
     if plot is not None:
         with atomic_output(plot) as tmp:
             plot_rd(run, tmp)

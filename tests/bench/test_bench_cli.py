@@ -33,6 +33,7 @@ def test_bench_end_to_end(runner, crops_dir, tmp_path):
     assert out.with_suffix(".md").exists() and out.with_suffix(".png").exists()
     assert all(label in result.stdout for label in ("loe", "JPEG-420", "JPEG2000")), result.stdout
     assert "BD-rate" in result.stdout and "14 measurements" in result.stdout
+    assert "loe fast: " in result.stdout and "(mean of 2 image(s))" in result.stdout  # the single-point codec
     assert "bench" in result.stderr  # the progress bar
 
 
@@ -56,7 +57,8 @@ def test_bench_explicit_files_quiet_and_resume(runner, crops_dir, tmp_path):
     (["{crops}", "-c", "jpeg", "-s", "webp=50"], "not among the codecs"),
     (["{crops}", "-c", "loe", "-s", "loe=huge"], "unknown setting 'huge'"),
     (["{crops}", "--points", "0.5,x"], "--points"),
-    (["{crops}", "--bd-method", "linear"], "--bd-method"),
+    (["{crops}", "--bd-method", "linear"], "BD method"),
+    (["{crops}", "--bd-average", "median"], "BD average"),
     (["{crops}", "-c", "jpeg", "--reference", "{crops}/a.png"], "cannot read the reference"),
 ])
 def test_bad_input_exits_2_with_one_line(runner, crops_dir, tmp_path, args, text):

@@ -7,7 +7,8 @@ import pytest
 from loe_codec.bench.codecs import Codec
 from loe_codec.bench.images import find_images
 from loe_codec.bench.registry import make_codecs
-from loe_codec.bench.runner import load_reference, run_bench
+from loe_codec.bench.runner import dumps, load_reference, run_bench
+from loe_codec.bench.summary import BdSpec
 from loe_codec.errors import UsageError
 
 SWEEP = {"jpeg": ("20", "50", "90"), "jpeg2000": ("25", "35", "45"), "webp": ("30", "80")}
@@ -18,8 +19,9 @@ def first_run(crops_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     calls = []
     run = run_bench(find_images([crops_dir]), make_codecs(SWEEP), SWEEP, folder / "r.json", points=[0.5, 3.2],
-                    command="loe bench test", markdown=folder / "r.md", plot=folder / "r.png",
-                    reference={"target_bpp": [3.5], "codecs": {"JPEG-420": {"mean_psnr": [30.0]}}},
+                    command="loe bench test", bd=BdSpec("pchip", "images"), markdown=folder / "r.md", plot=folder / "r.png",
+                    reference={"target_bpp": [3.5], "codecs": {"JPEG-420": {"mean_psnr": [30.0]}},
+                               "bd_rate_vs_JPEG-420_percent": {"JPEG2000": -40.0}},
                     progress=lambda d, t, w: calls.append((d, t, w)))
     return folder, run, calls
 
@@ -41,17 +43,25 @@ def test_json_holds_every_measurement_and_the_summary(first_run):
     assert summary["jpeg"]["mean_psnr"][1] > 20 and summary["jpeg2000"]["mean_psnr"][1] > 20
     assert summary["jpeg2000"]["bd"]["jpeg"]["rate"] < 0 and summary["jpeg"]["bd"]["jpeg"]["rate"] == 0
     assert data["codecs"]["jpeg"]["settings"] == ["20", "50", "90"] and data["codecs"]["jpeg"]["describe"]
-    (row,) = data["reference_comparison"]
+    (row,) = data["reference_comparison"]["mean_psnr"]
+    (bd,) = data["reference_comparison"]["bd_rate_vs_jpeg"]
+    assert bd["label"] == "JPEG2000" and bd["delta"] == pytest.approx(summary["jpeg2000"]["bd"]["jpeg"]["rate"] + 40)
     assert row["label"] == "JPEG-420" and row["delta"] == pytest.approx(row["ours"] - 30.0)
     assert calls[0][:2] == (0, 16) and calls[-1] == (16, 16, "done")
     assert [c[0] for c in calls[:-1]] == list(range(16))
+
+
+@pytest.mark.parametrize("run", [{"a": {"b": [1, 2]}, "results": []}, {"results": [{"x": 1.5}, {"y": None}]}])
+def test_dumps_round_trips(run):
+    text = dumps(run)
+    assert json.loads(text) == run and text.endswith("}\n")
 
 
 def test_markdown_and_plot(first_run):
     folder, run, _ = first_run
     text = (folder / "r.md").read_text()
     assert "loe bench test" in text and "| JPEG-420 |" in text and "BD-rate vs J2K" in text
-    assert "Against the reference anchors" in text
+    assert "Against the reference anchors" in text and "BD-rate vs JPEG 4:2:0" in text
     assert (folder / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
