@@ -20,4 +20,5 @@ from .runner import DEFAULT_POINTS, check_outputs, load_reference, run_bench
 from .summary import BdSpec
 
 __all__ = ["BdSpec", "CODEC_NAMES", "DEFAULT_CODECS", "DEFAULT_POINTS", "check_outputs", "find_images",
-           "load_reference", "loe_config", "make_codecs", "parse_settings", "rich_table", "run_bench", "setting_lines", "settings_for"]
+           "load_reference", "loe_config", "make_codecs", "parse_settings", "rich_table", "run_bench",
+           "setting_lines", "settings_for"]

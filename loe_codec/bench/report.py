@@ -106,15 +106,13 @@ def plot_rd(run: Mapping, path: str, max_bpp: float | None = None) -> None:
     The bpp axis ends at ``max_bpp``, by default at twice the largest table point (further
     where a codec's lowest rate lies beyond it, so that every codec shows).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state (renders with Agg)
 
     summary, images = run["summary"], run["images"]
     lowest = [min(s["bpp"] for s in info["settings"]) for info in summary["codecs"].values() if info["settings"]]
     top = max_bpp if max_bpp is not None else max([2.0 * max(summary["points"])] + [2.0 * b for b in lowest])
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    fig = Figure(figsize=(7, 5), dpi=120)
+    ax = fig.subplots()
     for k, (name, info) in enumerate(summary["codecs"].items()):
         color = f"C{k % 10}"
         cs = curves(run["results"], name, images)
@@ -127,7 +125,8 @@ def plot_rd(run: Mapping, path: str, max_bpp: float | None = None) -> None:
             ax.plot(grid, ys, color=color, label=info["label"])
         pts = [(s["bpp"], s["psnr"]) for s in info["settings"] if s["psnr"] is not None and s["bpp"] <= top]
         if pts:
-            ax.plot(*zip(*pts), "o", color=color, markersize=3, label=None if hi > lo else info["label"])
+            curve = hi > lo  # a codec without a curve (e.g. one setting) shows its points bigger
+            ax.plot(*zip(*pts), "o", color=color, markersize=3 if curve else 7, label=None if curve else info["label"])
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel("mean PSNR (dB, RGB)")
     ax.set_xlim(0, top)
@@ -137,4 +136,3 @@ def plot_rd(run: Mapping, path: str, max_bpp: float | None = None) -> None:
         ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, format="png")
-    plt.close(fig)

@@ -80,10 +80,15 @@ def run_bench(images: Sequence[BenchImage], codecs: Sequence[Codec], settings: M
               plot: str | os.PathLike | None = None, progress: ProgressFn | None = None) -> dict:
     """Measure every (image, codec, setting), write ``out`` (JSON) and optionally a Markdown report and a plot.
 
-    Returns the run (the dict written to ``out``). ``bd`` says how BD deltas are taken. ``reference`` (a dict like the
-    shared ``kodak_classical_codecs.json``) adds a comparison with its anchors.
+    ``settings`` maps codec names to their settings (default: the codec's own
+    sweep). Returns the run (the dict written to ``out``). ``bd`` says how BD
+    deltas are taken; ``reference`` (a dict like the shared
+    ``kodak_classical_codecs.json``) adds a comparison with its anchors. With
+    ``resume``, measurements in ``out`` that this run plans are kept, the
+    others are dropped from it.
     """
     check_outputs(points, out, markdown, plot)
+    settings = {c.name: tuple(settings.get(c.name, c.settings)) for c in codecs}
     plan = [(im, c, s) for im in images for c in codecs for s in settings[c.name]]
     planned = {(im.name, c.name, s) for im, c, s in plan}
     done: dict[tuple[str, str, str], dict] = {}

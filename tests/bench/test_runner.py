@@ -19,7 +19,8 @@ def first_run(crops_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     calls = []
     run = run_bench(find_images([crops_dir]), make_codecs(SWEEP), SWEEP, folder / "r.json", points=[0.5, 3.2],
-                    command="loe bench test", bd=BdSpec("pchip", "images"), markdown=folder / "r.md", plot=folder / "r.png",
+                    command="loe bench test", bd=BdSpec("pchip", "images"), markdown=folder / "r.md",
+                    plot=folder / "r.png",
                     reference={"target_bpp": [3.5], "codecs": {"JPEG-420": {"mean_psnr": [30.0]}},
                                "bd_rate_vs_JPEG-420_percent": {"JPEG2000": -40.0}},
                     progress=lambda d, t, w: calls.append((d, t, w)))
@@ -80,6 +81,9 @@ def test_resume_skips_what_the_json_has(first_run, crops_dir, tmp_path):
     out.write_text((folder / "r.json").read_text())
     again = run_bench(find_images([crops_dir]), [Refuses()], {"jpeg": ("20", "90")}, out, resume=True)
     assert {(r["image"], r["setting"]) for r in again["results"]} == {(i, s) for i in "ab" for s in ("20", "90")}
+    assert again["codecs"]["jpeg"]["settings"] == ["20", "90"]
+    default = run_bench(find_images([crops_dir]), [Refuses()], {}, out, resume=True)  # Refuses' own sweep: "20"
+    assert {r["setting"] for r in default["results"]} == {"20"}
     with pytest.raises(AssertionError, match="measured"):
         run_bench(find_images([crops_dir]), [Refuses()], {"jpeg": ("21",)}, out, resume=True)
 

@@ -47,7 +47,8 @@ def test_summary_points_and_bd(results, bd):
     assert webp["bd"]["jpeg2000"]["psnr"] == pytest.approx(-4 * math.log(0.8 / 0.5))
     assert jpeg["bd"]["jpeg"] == {"rate": pytest.approx(0.0), "psnr": pytest.approx(0.0)}
     first = jpeg["settings"][0]
-    assert first == {"setting": "0", "images": 2, "bpp": pytest.approx(0.1), "psnr": pytest.approx(32 + 4 * math.log(0.1))}
+    assert first == {"setting": "0", "images": 2, "bpp": pytest.approx(0.1),
+                     "psnr": pytest.approx(32 + 4 * math.log(0.1))}
 
 
 def test_mean_curve_keeps_the_rates_every_image_reaches():
