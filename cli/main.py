@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,6 +229,77 @@ def evaluate(
     seams = data["psnr_seams"]
     _emit(data, as_json, f"{codec}: {data['bpp']:.4f} bpp, PSNR {data['psnr']:.2f} dB"
           + (f" (tile seams {seams:.2f} dB, interiors {data['psnr_interior']:.2f} dB)" if seams is not None else ""))
+
+
+def _parse_points(text: str) -> list[float]:
+    try:
+        points = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        points = []
+    if not points or not all(math.isfinite(p) and p > 0 for p in points):
+        _fail(f"--points must be bpp values > 0 separated by commas, got {text!r}", 2)
+    return sorted(set(points))
+
+
+@app.command(help="Compare codecs on a set of images, in bits and dB.\n\n"
+                  "Codes every image with every codec at every setting, decodes it back and writes bytes, bpp, "
+                  "PSNR (RGB, 8-bit), encode and decode seconds to the JSON; prints the mean PSNR at the --points "
+                  "rates and BD-rate / BD-PSNR vs JPEG and JPEG 2000; writes a Markdown report and a PNG plot of "
+                  "the mean RD curves.")
+def bench(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders of images (png, jpg, tif, webp, ...)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Results JSON (every measurement, machine, summary)."),
+    codecs: Optional[str] = typer.Option(None, "--codecs", "-c",
+                                         help="Codecs, comma separated, from: loe, jpeg (4:2:0), jpeg444, webp, "
+                                              "jpeg2000, avif (4:4:4), avif420, jpegxl (default: loe,jpeg,webp,"
+                                              "jpeg2000,avif,jpegxl)."),
+    settings: list[str] = typer.Option([], "--settings", "-s",
+                                       help="CODEC=S1,S2,... replaces a codec's default sweep (repeatable): "
+                                            "loe presets (fast, balanced, best; default fast), jpeg/webp/avif "
+                                            "quality, jpeg2000 target PSNR (dB), jpegxl distance."),
+    points: str = typer.Option("0.25,0.5,1.0", "--points", help="bpp points of the table, comma separated."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Markdown report (default: OUTPUT with .md)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG plot of the mean RD curves (default: OUTPUT "
+                                                             "with .png)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Reference anchors JSON (like "
+                                             "kodak_classical_codecs.json) to compare the classical codecs with."),
+    bd_method: str = typer.Option("cubic", "--bd-method", help="Bjontegaard fit in log(bpp): cubic (VCEG-M33) or "
+                                  "pchip."),
+    bd_average: str = typer.Option("curve", "--bd-average", help="curve: BD between the mean RD curves (as the "
+                                   "reference anchors); images: BD per image, then averaged."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the measurements already in OUTPUT, run the rest."),
+    device: str = DeviceOpt,
+    loe_steps: Optional[int] = typer.Option(None, "--loe-steps", help="Override loe's fitting steps (quick checks)."),
+    quiet: bool = QuietOpt,
+) -> None:
+    """Run :func:`loe_codec.bench.run_bench` and print its table."""
+    from loe_codec import bench as lb
+
+    pts = _parse_points(points)
+    with _errors():
+        bd = lb.BdSpec(bd_method, bd_average)
+        names = [c.strip() for c in codecs.split(",") if c.strip()] if codecs is not None else lb.DEFAULT_CODECS
+        chosen = lb.make_codecs(names, device, loe_steps)
+        sweep = lb.settings_for(chosen, lb.parse_settings(settings))
+        ref = lb.load_reference(reference) if reference is not None else None
+        images = lb.find_images(inputs)
+        md = markdown if markdown is not None else output.with_suffix(".md")
+        png = plot if plot is not None else output.with_suffix(".png")
+        lb.check_outputs(pts, output, md, png)
+        with _progress(quiet) as bar:
+            task = bar.add_task("bench", total=None) if bar is not None else None
+
+            def update(done: int, total: int, what: str) -> None:
+                bar.update(task, completed=done, total=total, description=f"bench {what}")
+
+            run = lb.run_bench(images, chosen, sweep, output, points=pts, command=shlex.join(["loe", *sys.argv[1:]]),
+                               resume=resume, bd=bd, reference=ref, markdown=md, plot=png,
+                               progress=update if bar is not None else None)
+    Console().print(lb.rich_table(run["summary"], title=f"{len(images)} image(s): mean PSNR (dB) at each rate, "
+                                                        f"BD-rate (%) and BD-PSNR (dB)"))
+    for line in lb.setting_lines(run["summary"], most=3):  # codecs with few points: their means
+        typer.echo(line)
+    typer.echo(f"{output}: {len(run['results'])} measurements")
 
 
 def main() -> None:

@@ -1,0 +1,50 @@
+"""What a result was measured on: CPU, versions, date, command."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(command: str, device: str | None = None) -> dict:
+    """A dict for the results: date (UTC), command, CPU, cores, OS, Python, torch, imagecodecs versions."""
+    import torch
+
+    import loe_codec
+
+    try:
+        import imagecodecs
+
+        wanted = ("imagecodecs", "libjpeg_turbo", "libwebp", "openjpeg", "libavif", "libjxl")
+        codecs = ", ".join(p for p in imagecodecs.version().split(", ") if p.split("-")[0] in wanted)
+    except ImportError:  # pragma: no cover - depends on the installation
+        codecs = None
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": command,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "loe_codec": loe_codec.__version__,
+        "imagecodecs": codecs,
+    }
+    if device is not None:
+        info["loe_device"] = device
+        if device == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(0)
+    return info
