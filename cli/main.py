@@ -255,7 +255,8 @@ def bench(
                                               "jpeg2000,avif,jpegxl)."),
     settings: list[str] = typer.Option([], "--settings", "-s",
                                        help="CODEC=S1,S2,... replaces a codec's default sweep (repeatable): "
-                                            "loe presets (fast, balanced, best; default fast), jpeg/webp/avif "
+                                            "loe presets (fast, balanced, best; default fast) with an optional "
+                                            "rate: balanced@q40 (quality 0..100) or balanced@bpp0.5; jpeg/webp/avif "
                                             "quality, jpeg2000 target PSNR (dB), jpegxl distance."),
     points: str = typer.Option("0.25,0.5,1.0", "--points", help="bpp points of the table, comma separated."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Markdown report (default: OUTPUT with .md)."),

@@ -1,9 +1,11 @@
 """The loe codec as one more benchmarked codec, through the public API.
 
-A setting is a string that :func:`loe_config` maps to a :class:`~loe_codec.config.CodecConfig`:
-for now a preset name (``fast``, ``balanced``, ``best``). Keep that function
-the one place where settings become configs (rate control will add settings
-such as quality or bpp targets there).
+A setting is a string that :func:`loe_setting` maps to a :class:`~loe_codec.config.CodecConfig`
+and a rate target: a preset name (``fast``, ``balanced``, ``best``: the preset's own slope),
+optionally with a rate after ``@``: ``balanced@q40`` (quality 0..100) or ``balanced@bpp0.5``
+(a size target). Settings of one preset share one fit per image (a fit cache kept while the
+codec lives): the first setting's encode seconds include the fit, later ones only the
+quantization-aware fine-tuning and coding.
 """
 
 from __future__ import annotations
@@ -14,18 +16,37 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import PRESETS, CodecConfig, preset
+from ..config import PRESETS, CodecConfig, preset, slope_for_quality
 from ..errors import UsageError
 from ..metrics import psnr
 from .codecs import Codec, Measurement
 from .images import BenchImage
 
 
+def loe_setting(setting: str) -> tuple[CodecConfig, float | None]:
+    """The codec config and bpp target (or None) a bench setting stands for."""
+    name, _, rate = setting.partition("@")
+    if name not in PRESETS:
+        raise UsageError(f"loe: unknown setting {setting!r}; choose one of {', '.join(PRESETS)}, "
+                         "optionally with @qN or @bppX")
+    config = preset(name)
+    if not rate:
+        return config, None
+    try:
+        if rate.startswith("q"):
+            return config.with_overrides(slope=slope_for_quality(int(rate[1:]))), None
+        if rate.startswith("bpp"):
+            bpp = float(rate[3:])
+            if 0 < bpp < 64:
+                return config, bpp
+    except ValueError:
+        pass
+    raise UsageError(f"loe: bad rate in setting {setting!r}; use @qN (N in 0..100) or @bppX (X in (0, 64))")
+
+
 def loe_config(setting: str) -> CodecConfig:
-    """The codec config a bench setting stands for (today: a preset name)."""
-    if setting not in PRESETS:
-        raise UsageError(f"loe: unknown setting {setting!r}; choose one of {', '.join(PRESETS)}")
-    return preset(setting)
+    """The codec config a bench setting stands for."""
+    return loe_setting(setting)[0]
 
 
 class LoeCodec(Codec):
@@ -46,6 +67,7 @@ class LoeCodec(Codec):
 
         self.device = resolve_device(device)
         self.steps = steps
+        self._fits = tempfile.TemporaryDirectory(prefix="loe-bench-fits-")  # removed with the codec
         if steps is not None and steps < 0:
             raise UsageError(f"loe steps must be >= 0, got {steps}")
         self.describe = (f"loe_codec.encode(src, out.loe, config=loe_config(setting), device={self.device!r})"
@@ -55,17 +77,19 @@ class LoeCodec(Codec):
         return loe_config(setting).with_overrides(steps=self.steps)
 
     def check_setting(self, setting: str) -> None:
-        loe_config(setting)
+        loe_setting(setting)
 
     def measure(self, image: BenchImage, setting: str, pixels: np.ndarray | None = None) -> Measurement:
         import loe_codec
 
         reference = image.pixels() if pixels is None else pixels
         cfg = self.config(setting)
+        bpp = loe_setting(setting)[1]
         with tempfile.TemporaryDirectory(prefix="loe-bench-") as tmp:
             out = Path(tmp) / f"{image.name}.loe"
             t0 = time.perf_counter()
-            loe_codec.encode(image.path, out, config=cfg, device=self.device, measure_psnr=False)
+            loe_codec.encode(image.path, out, config=cfg, bpp=bpp, device=self.device, measure_psnr=False,
+                             cache_dir=self._fits.name)
             t1 = time.perf_counter()
             with loe_codec.open(out) as img:
                 decoded = img.decode(device=self.device)

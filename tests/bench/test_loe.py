@@ -4,8 +4,8 @@ import pytest
 
 import loe_codec
 from loe_codec.bench.images import open_image
-from loe_codec.bench.loe import LoeCodec, loe_config
-from loe_codec.config import PRESETS
+from loe_codec.bench.loe import LoeCodec, loe_config, loe_setting
+from loe_codec.config import PRESETS, slope_for_quality
 from loe_codec.errors import UsageError
 from loe_codec.metrics import psnr
 
@@ -13,6 +13,20 @@ from loe_codec.metrics import psnr
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_settings_are_presets(name):
     assert loe_config(name) == PRESETS[name]
+
+
+def test_rate_suffixes_set_the_slope_or_a_bpp_target():
+    cfg, bpp = loe_setting("balanced@q30")
+    assert bpp is None and cfg.quant.slope == pytest.approx(slope_for_quality(30), rel=1e-5)
+    assert cfg.model == PRESETS["balanced"].model and cfg.fit == PRESETS["balanced"].fit
+    cfg, bpp = loe_setting("fast@bpp0.75")
+    assert bpp == 0.75 and cfg == PRESETS["fast"]
+    for bad in ("fast@q101", "fast@qx", "fast@bpp0", "fast@bpp-1", "fast@zz", "fast@"):
+        if bad == "fast@":
+            assert loe_setting(bad) == (PRESETS["fast"], None)
+            continue
+        with pytest.raises(UsageError, match="bad rate"):
+            loe_setting(bad)
 
 
 def test_unknown_setting_is_a_usage_error():
