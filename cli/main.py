@@ -204,10 +204,18 @@ def info(
         f"size {data['tiles']['size']}, margin {data['tiles']['margin']})",
         f"  model  preset {data['preset']}: width {m['width']}, banks {list(m['banks'])} per dim, "
         f"{m['arrangement']}, {m['blend']}, {m['activation']}, {m['parameters_per_tile']} parameters/tile",
-        f"  quant  {data['quantization']['bits']}-bit weights, {data['quantization']['bias_dtype']} biases",
-        f"  size   {data['bytes']} bytes ({data['header_bytes']} header), {data['bpp']:.4f} bpp"
+        f"  quant  {_quant_summary(data['quantization'])}",
+        f"  size   {data['bytes']} bytes ({', '.join(f'{v} {k}' for k, v in data['rate_split'].items())}), "
+        f"{data['bpp']:.4f} bpp"
         + (f", PSNR at encode {psnr:.2f} dB" if psnr is not None else ""),
     ]))
+
+
+def _quant_summary(q: dict) -> str:
+    if q.get("scheme") == "int8":
+        return f"{q['bits']}-bit raw weights (format 1), {q['bias_dtype']} biases"
+    return (f"range-coded weights, rate-distortion slope {q['slope']:g}, {q['qat_steps']} quantization-aware "
+            f"steps, {q['bias_dtype']} biases")
 
 
 @app.command("eval")

@@ -24,6 +24,7 @@ import torch
 
 from .config import CodecConfig, preset as named_preset, slope_for_quality
 from .container import CodecReader
+from .tileblob import laplace_fixed_bytes
 from .decode import DecodeRequest, TileCache, cache_capacity, render
 from .encode import EncodeResult, RateTarget, StageProgressFn, encode_image, measure
 from .errors import UsageError
@@ -174,6 +175,7 @@ class LoeImage:
             "bytes": size,
             "payload_bytes": weights_bytes,
             "header_bytes": size - weights_bytes,
+            "rate_split": rate_split(cfg, len(self.grid), weights_bytes, size),
             "bpp": bits_per_pixel(size, self.width, self.height),
             "stats": self.header.stats,
         }
@@ -208,6 +210,17 @@ class LoeImage:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def rate_split(config: CodecConfig, tiles: int, payload: int, size: int) -> dict:
+    """Bytes of a file by what they hold: coded weights, biases, per-layer steps and entropy models
+    (format 2; format 1 stores raw int8 weights with their scales), and the header and tables."""
+    if config.quant.scheme != "laplace":
+        return {"weights_and_scales": payload, "header": size - payload}
+    biases = sum(o for _, o in config.model.layer_shapes()) * np.dtype(config.quant.bias_dtype).itemsize * tiles
+    models = laplace_fixed_bytes(config) * tiles - biases
+    return {"weights": payload - biases - models, "biases": biases, "steps_and_models": models,
+            "header": size - payload}
 
 
 def open(path: str | os.PathLike) -> LoeImage:  # noqa: A001 - mirrors the builtin on purpose

@@ -63,6 +63,9 @@ def test_info(encoded):
     assert data["tiles"] == {"count": 6, "cols": 3, "rows": 2, "size": 16, "margin": 2}
     assert data["bytes"] == path.stat().st_size == result.bytes
     assert data["payload_bytes"] + data["header_bytes"] == data["bytes"]
+    split = data["rate_split"]
+    assert set(split) == {"weights", "biases", "steps_and_models", "header"} and min(split.values()) > 0
+    assert sum(split.values()) == data["bytes"] and split["header"] == data["header_bytes"]
     assert data["bpp"] == pytest.approx(data["bytes"] * 8 / (40 * 28))
     assert list(data["model"]["banks"]) == [1, 2, 2, 1]
     assert data["model"]["parameters_per_tile"] == tiny_config().model.parameter_count()
