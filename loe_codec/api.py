@@ -23,12 +23,12 @@ import torch
 
 from .config import CodecConfig, preset as named_preset
 from .container import CodecReader, tile_bytes
-from .decode import DecodeRequest, TileCache, cache_capacity, render
+from .decode import DecodeRequest, TileCache, cache_capacity, iter_strips, render
 from .encode import EncodeResult, StageProgressFn, encode_image, measure
 from .errors import UsageError
 from .files import check_output_location
 from .metrics import bits_per_pixel
-from .imageio import ImageSource, check_output_path, write_image
+from .imageio import ImageSource, check_output_path, write_strips
 
 Region = tuple[int, int, int, int]
 
@@ -120,13 +120,22 @@ class LoeImage:
 
     def decode_to_file(self, output: str | os.PathLike, region: Region | None = None,
                        scale: float | None = None, width: int | None = None, height: int | None = None,
-                       device: str = "auto", progress: Callable[[int, int], None] | None = None
-                       ) -> tuple[int, int]:
-        """Decode and write an image file (format from the extension). Returns ``(width, height)``."""
-        check_output_path(output)
-        pixels = self.decode(region, scale, width, height, device, progress)
-        write_image(pixels, output)
-        return pixels.shape[1], pixels.shape[0]
+                       device: str = "auto", progress: Callable[[int, int], None] | None = None,
+                       pyramid: bool = False) -> tuple[int, int]:
+        """Decode and write an image file (format from the extension). Returns ``(width, height)``.
+
+        Streams: strips of output rows are rendered while libvips writes them, so the
+        output is never whole in memory. ``.dzi`` writes a Deep Zoom pyramid
+        (``name.dzi`` and ``name_files/``); ``pyramid=True`` with ``.tif`` a tiled
+        pyramidal BigTIFF. Same pixels as :meth:`decode` (before any format's own
+        compression). Atomic: a failure leaves no output behind.
+        """
+        check_output_path(output, pyramid)
+        req = self.request(region, scale, width, height)
+        strips = (pixels for _, pixels in iter_strips(self._tiles, self.grid, req, resolve_device(device),
+                                                      progress=progress))
+        write_strips(strips, req.out_width, req.out_height, self.channels, output, pyramid)
+        return req.out_width, req.out_height
 
     def info(self) -> dict:
         """Dimensions, tiles, model, quantization, bytes and bits per pixel."""
