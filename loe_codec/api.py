@@ -28,7 +28,7 @@ from .encode import EncodeResult, StageProgressFn, encode_image, measure
 from .errors import UsageError
 from .files import check_output_location
 from .metrics import bits_per_pixel
-from .imageio import ImageSource, check_output_path, write_strips
+from .imageio import ImageSource, check_output_path, check_output_size, write_strips
 
 Region = tuple[int, int, int, int]
 
@@ -132,6 +132,7 @@ class LoeImage:
         """
         check_output_path(output, pyramid)
         req = self.request(region, scale, width, height)
+        check_output_size(output, req.out_width, req.out_height)  # before any decoding
         strips = (pixels for _, pixels in iter_strips(self._tiles, self.grid, req, resolve_device(device),
                                                       progress=progress))
         write_strips(strips, req.out_width, req.out_height, self.channels, output, pyramid)

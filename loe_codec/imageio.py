@@ -38,6 +38,7 @@ ALPHA_LESS_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
 DZI_SUFFIX = ".dzi"
 PYRAMID_JPEG_QUALITY = 90
+MAX_SIDE_BY_SUFFIX = {".jpg": 65535, ".jpeg": 65535, ".jpe": 65535, ".jfif": 65535, ".webp": 16383}
 
 
 class ImageSource:
@@ -101,6 +102,15 @@ def check_output_path(path: str | os.PathLike, pyramid: bool = False) -> Path:
     return path
 
 
+def check_output_size(path: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse an output larger than its format allows (JPEG 65535, WebP 16383 pixels a side)."""
+    path = Path(path)
+    limit = MAX_SIDE_BY_SUFFIX.get(path.suffix.lower())
+    if limit is not None and max(width, height) > limit:
+        raise UsageError(f"{path}: a {width}x{height} output is too large for {path.suffix} (at most {limit} "
+                         "pixels a side); use .tif (with --pyramid for big images), .png or .dzi")
+
+
 def dzi_folder(path: Path) -> Path:
     """The tile folder of a Deep Zoom ``name.dzi``: ``name_files`` next to it."""
     return path.with_name(path.stem + "_files")
@@ -122,6 +132,7 @@ def write_strips(strips: Iterable[np.ndarray], width: int, height: int, channels
     """
     path = check_output_path(path, pyramid)
     suffix = path.suffix.lower()
+    check_output_size(path, width, height)
     flatten = suffix in ALPHA_LESS_SUFFIXES and channels in (2, 4)
     if flatten:
         strips = (flatten_alpha(s) for s in strips)

@@ -325,3 +325,10 @@ def test_a_damaged_tile_leaves_no_half_written_pyramid(runner, tiny_loe, tmp_pat
     _assert_clean_failure(r, leftover=out)
     assert "corrupted" in r.stderr
     assert list(out.parent.iterdir()) == []
+
+
+def test_decode_too_large_for_the_format(runner, tiny_loe, tmp_path):
+    out = tmp_path / "x.webp"
+    r = runner.invoke(app, ["decode", str(tiny_loe), "-o", str(out), "--scale", "600", "--device", "cpu", "-q"])
+    _assert_clean_failure(r, leftover=out)
+    assert "too large for .webp" in r.stderr
