@@ -24,13 +24,13 @@ import torch
 
 from .config import CodecConfig, preset as named_preset, slope_for_quality
 from .container import CodecReader
-from .tileblob import laplace_fixed_bytes
-from .decode import DecodeRequest, TileCache, cache_capacity, render
+from .decode import DecodeRequest, TileCache, cache_capacity, iter_strips, render
 from .encode import EncodeResult, RateTarget, StageProgressFn, encode_image, measure
 from .errors import UsageError
 from .files import check_output_location
 from .metrics import bits_per_pixel
-from .imageio import ImageSource, check_output_path, write_image
+from .imageio import ImageSource, check_output_path, check_output_size, write_strips
+from .tileblob import laplace_fixed_bytes
 
 Region = tuple[int, int, int, int]
 RESUME_SUFFIX = ".fits"  # folder next to an output where a resumable encode keeps finished fits
@@ -145,13 +145,23 @@ class LoeImage:
 
     def decode_to_file(self, output: str | os.PathLike, region: Region | None = None,
                        scale: float | None = None, width: int | None = None, height: int | None = None,
-                       device: str = "auto", progress: Callable[[int, int], None] | None = None
-                       ) -> tuple[int, int]:
-        """Decode and write an image file (format from the extension). Returns ``(width, height)``."""
-        check_output_path(output)
-        pixels = self.decode(region, scale, width, height, device, progress)
-        write_image(pixels, output)
-        return pixels.shape[1], pixels.shape[0]
+                       device: str = "auto", progress: Callable[[int, int], None] | None = None,
+                       pyramid: bool = False) -> tuple[int, int]:
+        """Decode and write an image file (format from the extension). Returns ``(width, height)``.
+
+        Streams: strips of output rows are rendered while libvips writes them, so the
+        output is never whole in memory. ``.dzi`` writes a Deep Zoom pyramid
+        (``name.dzi`` and ``name_files/``); ``pyramid=True`` with ``.tif`` a tiled
+        pyramidal BigTIFF. Same pixels as :meth:`decode` (before any format's own
+        compression). Atomic: a failure leaves no output behind.
+        """
+        check_output_path(output, pyramid)
+        req = self.request(region, scale, width, height)
+        check_output_size(output, req.out_width, req.out_height)  # before any decoding
+        strips = (pixels for _, pixels in iter_strips(self._tiles, self.grid, req, resolve_device(device),
+                                                      progress=progress))
+        write_strips(strips, req.out_width, req.out_height, self.channels, output, pyramid)
+        return req.out_width, req.out_height
 
     def info(self) -> dict:
         """Dimensions, tiles, model, quantization, bytes and bits per pixel."""

@@ -24,7 +24,7 @@ from .config import CodecConfig
 from .model import TiledLoE
 from .tiling import TileGrid
 
-MAX_SUPERSAMPLE = 8
+MAX_SUPERSAMPLE = 4  # 16 samples per output pixel at most: a 1024-wide thumbnail of 100 MP in seconds
 BLOCK = 256
 MAX_SAMPLES_PER_PASS = 1 << 18
 
@@ -138,24 +138,48 @@ def render_block(cache: TileCache, grid: TileGrid, req: DecodeRequest, ox: int, 
 def iter_blocks(source: TileSource | TileCache, grid: TileGrid, req: DecodeRequest, device: str | torch.device = "cpu",
                 block: int = BLOCK, progress: DecodeProgressFn | None = None
                 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Render ``req`` block by block: yields ``(out_x, out_y, uint8 [bh, bw, C])``.
+    """Render ``req`` block by block, row by row: yields ``(out_x, out_y, uint8 [bh, bw, C])``.
 
-    ``source`` may be a :class:`TileCache` to keep tiles across requests.
+    Blocks are ``block`` output pixels a side, divided by the supersampling factor
+    (so a block is about ``block**2`` samples and its working memory stays bounded
+    for thumbnails too). ``source`` may be a :class:`TileCache` to keep tiles
+    across requests.
     """
     device = torch.device(device)
     cache = source if isinstance(source, TileCache) else TileCache(source, cache_capacity(grid))
-    starts = [(ox, oy) for oy in range(0, req.out_height, block) for ox in range(0, req.out_width, block)]
+    kx, ky = req.supersample
+    bx, by = max(1, block // kx), max(1, block // ky)
+    starts = [(ox, oy) for oy in range(0, req.out_height, by) for ox in range(0, req.out_width, bx)]
     for n, (ox, oy) in enumerate(starts):
-        bw, bh = min(block, req.out_width - ox), min(block, req.out_height - oy)
+        bw, bh = min(bx, req.out_width - ox), min(by, req.out_height - oy)
         yield ox, oy, render_block(cache, grid, req, ox, oy, bw, bh, device)
         if progress is not None:
             progress(n + 1, len(starts))
 
 
+def iter_strips(source: TileSource | TileCache, grid: TileGrid, req: DecodeRequest,
+                device: str | torch.device = "cpu", block: int = BLOCK, progress: DecodeProgressFn | None = None
+                ) -> Iterator[tuple[int, np.ndarray]]:
+    """Render ``req`` in full-width strips (one row of :func:`iter_blocks` blocks), top to bottom:
+    yields ``(out_y, uint8 [rows, out_width, C])``. Only one strip is held at a time."""
+    channels = source.config.model.out_channels
+    strip = None
+    for ox, oy, pixels in iter_blocks(source, grid, req, device, block, progress):
+        if ox == 0:
+            if strip is not None:
+                yield strip_y, strip
+            strip_y = oy
+            strip = np.empty((pixels.shape[0], req.out_width, channels), dtype=np.uint8)
+        strip[:, ox:ox + pixels.shape[1]] = pixels
+    if strip is not None:
+        yield strip_y, strip
+
+
 def render(source: TileSource | TileCache, grid: TileGrid, req: DecodeRequest, device: str | torch.device = "cpu",
            progress: DecodeProgressFn | None = None) -> np.ndarray:
-    """The whole request as one uint8 ``[out_height, out_width, C]`` array."""
-    out = np.zeros((req.out_height, req.out_width, source.config.model.out_channels), dtype=np.uint8)
-    for ox, oy, pixels in iter_blocks(source, grid, req, device, progress=progress):
-        out[oy:oy + pixels.shape[0], ox:ox + pixels.shape[1]] = pixels
+    """The whole request as one uint8 ``[out_height, out_width, C]`` array (the strips of
+    :func:`iter_strips`, so a streamed decode of the same request has the same pixels)."""
+    out = np.empty((req.out_height, req.out_width, source.config.model.out_channels), dtype=np.uint8)
+    for oy, pixels in iter_strips(source, grid, req, device, progress=progress):
+        out[oy:oy + pixels.shape[0]] = pixels
     return out

@@ -29,6 +29,29 @@ def test_decode_to_file_writes_the_decoded_pixels(encoded, tmp_path):
     np.testing.assert_array_equal(read_array(out), pixels)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_streamed_decode_equals_the_in_memory_decode(encoded, tmp_path, suffix):
+    # Scale 10: a 400x280 output, two strips of blocks high and two blocks wide.
+    out = tmp_path / f"big{suffix}"
+    with loe_codec.open(encoded[0]) as img:
+        assert img.decode_to_file(out, scale=10, device="cpu") == (400, 280)
+        pixels = img.decode(scale=10, device="cpu")
+    np.testing.assert_array_equal(read_array(out), pixels)
+
+
+def test_decode_to_pyramid_and_deep_zoom(encoded, tmp_path):
+    import pyvips
+
+    with loe_codec.open(encoded[0]) as img:
+        assert img.decode_to_file(tmp_path / "p.tif", scale=10, device="cpu", pyramid=True) == (400, 280)
+        img.decode_to_file(tmp_path / "d.dzi", region=(0, 0, 20, 20), scale=20, device="cpu")
+    assert pyvips.Image.new_from_file(str(tmp_path / "p.tif")).get("n-pages") >= 2
+    assert (tmp_path / "d.dzi").is_file() and (tmp_path / "d_files" / "9" / "0_0.jpeg").is_file()
+    with loe_codec.open(encoded[0]) as img, pytest.raises(UsageError, match="--pyramid"):
+        img.decode_to_file(tmp_path / "x.png", device="cpu", pyramid=True)
+    assert not (tmp_path / "x.png").exists()
+
+
 @pytest.mark.parametrize("kwargs", [
     dict(region=(-1, 0, 10, 10)),
     dict(region=(0, -1, 10, 10)),

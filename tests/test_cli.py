@@ -288,3 +288,49 @@ def test_subprocess_info_and_corrupted_decode(tiny_loe, tmp_path):
     lines = [ln for ln in fail.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), fail.stderr
     assert not out.exists()
+
+
+# --- big outputs: pyramidal TIFF and Deep Zoom ------------------------------------------------------
+
+def test_decode_pyramid_tiff_and_dzi(runner, tiny_loe, tmp_path):
+    import pyvips
+
+    out = tmp_path / "p.tif"
+    r = runner.invoke(app, ["decode", str(tiny_loe), "-o", str(out), "--pyramid", "--scale", "12", "--device", "cpu",
+                            "-q"])
+    assert r.exit_code == 0, r.output
+    assert pyvips.Image.new_from_file(str(out)).get("n-pages") >= 2
+    dzi = tmp_path / "d.dzi"
+    r = runner.invoke(app, ["decode", str(tiny_loe), "-o", str(dzi), "--device", "cpu", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "Width=\"28\"" in dzi.read_text() and (tmp_path / "d_files").is_dir()
+
+
+@pytest.mark.parametrize("name", ["x.png", "x.jpg"])
+def test_decode_pyramid_needs_a_tiff(runner, tiny_loe, tmp_path, name):
+    out = tmp_path / name
+    r = runner.invoke(app, ["decode", str(tiny_loe), "-o", str(out), "--pyramid", "--device", "cpu", "-q"])
+    _assert_clean_failure(r, leftover=out)
+    assert "--pyramid" in r.stderr
+
+
+@pytest.mark.parametrize("name,extra", [("x.dzi", []), ("x.tif", ["--pyramid"])])
+def test_a_damaged_tile_leaves_no_half_written_pyramid(runner, tiny_loe, tmp_path, name, extra):
+    bad = tmp_path / "bad.loe"
+    raw = bytearray(tiny_loe.read_bytes())
+    start, end = tile_byte_range(tiny_loe, 3)  # the last tile: found only after earlier strips were written
+    raw[(start + end) // 2] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    out = tmp_path / "out" / name
+    out.parent.mkdir()
+    r = runner.invoke(app, ["decode", str(bad), "-o", str(out), *extra, "--scale", "20", "--device", "cpu", "-q"])
+    _assert_clean_failure(r, leftover=out)
+    assert "corrupted" in r.stderr
+    assert list(out.parent.iterdir()) == []
+
+
+def test_decode_too_large_for_the_format(runner, tiny_loe, tmp_path):
+    out = tmp_path / "x.webp"
+    r = runner.invoke(app, ["decode", str(tiny_loe), "-o", str(out), "--scale", "600", "--device", "cpu", "-q"])
+    _assert_clean_failure(r, leftover=out)
+    assert "too large for .webp" in r.stderr

@@ -3,7 +3,7 @@ import pytest
 
 import loe_codec
 from loe_codec.container import CodecReader
-from loe_codec.decode import MAX_SUPERSAMPLE, DecodeRequest, TileCache, iter_blocks, render
+from loe_codec.decode import MAX_SUPERSAMPLE, DecodeRequest, TileCache, iter_blocks, iter_strips, render
 
 
 def _box_downscale(full: np.ndarray, f: int) -> np.ndarray:
@@ -117,3 +117,39 @@ def test_odd_output_sizes(encoded):
             assert img.decode(width=w, height=h, device="cpu").shape == (h, w, 3)
         assert img.decode(scale=0.01, device="cpu").shape == (1, 1, 3)
         assert img.decode(scale=1 / 3, device="cpu").shape == (round(28 / 3), round(40 / 3), 3)
+
+
+class CountingSource:
+    """A tile source that records which tiles were read."""
+
+    def __init__(self, source):
+        self.source, self.config, self.read = source, source.config, []
+
+    def read_tile(self, index):
+        self.read.append(index)
+        return self.source.read_tile(index)
+
+
+@pytest.mark.parametrize("region", [(0, 0, 10, 10), (20, 14, 6, 6), (17, 0, 5, 28)])
+def test_a_region_reads_only_the_tiles_it_needs(encoded, region):
+    x, y, w, h = region
+    with CodecReader(encoded[0]) as reader:
+        grid = reader.header.grid
+        source = CountingSource(reader)
+        render(source, grid, DecodeRequest(x, y, w, h, w, h), "cpu")
+        needed = {t.index for t in grid.tiles_touching(x, y, x + w, y + h)}
+        assert set(source.read) == needed and len(source.read) == len(needed)  # each once
+        assert len(needed) < len(grid)
+        # A thumbnail needs every tile, once.
+        source.read.clear()
+        render(source, grid, DecodeRequest(0, 0, 40, 28, 10, 7), "cpu")
+        assert sorted(source.read) == list(range(len(grid)))
+
+
+def test_strips_are_full_width_rows_of_blocks(encoded):
+    with CodecReader(encoded[0]) as reader:
+        grid = reader.header.grid
+        req = DecodeRequest(0, 0, 40, 28, 40, 28)
+        strips = list(iter_strips(reader, grid, req, "cpu", block=16))
+        assert [(y, s.shape) for y, s in strips] == [(0, (16, 40, 3)), (16, (12, 40, 3))]
+        np.testing.assert_array_equal(np.concatenate([s for _, s in strips]), render(reader, grid, req, "cpu"))

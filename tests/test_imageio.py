@@ -5,7 +5,7 @@ import pytest
 
 import loe_codec
 from loe_codec.errors import CodecRuntimeError, UsageError
-from loe_codec.imageio import ImageSource, check_output_path, flatten_alpha, write_image
+from loe_codec.imageio import ImageSource, PngStream, check_output_path, flatten_alpha, write_image, write_strips
 from support import read_array, smooth_image, write_array
 
 
@@ -151,3 +151,105 @@ def test_write_failure_is_a_runtime_error_and_leaves_nothing(tmp_path):
     with pytest.raises(CodecRuntimeError):
         write_image(smooth_image(4, 4, 3), target)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- streamed output: strips, pyramids, Deep Zoom ---------------------------------------------------
+
+def _strips(pixels, heights):
+    y = 0
+    for h in heights:
+        yield pixels[y:y + h]
+        y += h
+    assert y == pixels.shape[0]
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3, 4])
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_write_strips_writes_exactly_the_strips(tmp_path, bands, suffix):
+    pixels = smooth_image(37, 23, bands, seed=bands)
+    out = tmp_path / f"x{suffix}"
+    write_strips(_strips(pixels, [5, 1, 20, 11]), 23, 37, bands, out)
+    np.testing.assert_array_equal(read_array(out), pixels)
+
+
+def test_png_stream_gives_libvips_the_pixels(tmp_path):
+    pixels = smooth_image(70, 33, 3, seed=2)
+    image = PngStream(33, 70, 3, _strips(pixels, [64, 6])).image()
+    got = np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8, shape=(70, 33, 3))
+    np.testing.assert_array_equal(got, pixels)
+
+
+def test_pyramid_tiff_has_levels_and_the_right_size(tmp_path):
+    import pyvips
+
+    pixels = smooth_image(300, 520, 3, seed=3)
+    out = tmp_path / "p.tif"
+    write_strips(_strips(pixels, [256, 44]), 520, 300, 3, out, pyramid=True)
+    assert out.read_bytes()[2] == 43  # BigTIFF
+    first = pyvips.Image.new_from_file(str(out))
+    pages = first.get("n-pages")
+    assert pages >= 2
+    sizes = [(lambda im: (im.width, im.height))(pyvips.Image.new_from_file(str(out), page=k)) for k in range(pages)]
+    assert sizes[0] == (520, 300) and sizes[1] == (260, 150)
+    level0 = read_array(out).astype(int)
+    assert np.abs(level0 - pixels).mean() < 2  # JPEG tiles, quality 90
+
+
+@pytest.mark.parametrize("bands", [3, 4])
+def test_dzi_output_is_a_deep_zoom_pyramid(tmp_path, bands):
+    import math
+    import xml.etree.ElementTree as ET
+
+    pixels = smooth_image(300, 500, bands, seed=4)
+    out = tmp_path / "deep.dzi"
+    write_strips(_strips(pixels, [256, 44]), 500, 300, bands, out)
+    root = ET.parse(out).getroot()
+    ns = "{http://schemas.microsoft.com/deepzoom/2008}"
+    assert root.tag == f"{ns}Image"
+    size = root.find(f"{ns}Size")
+    assert (int(size.get("Width")), int(size.get("Height"))) == (500, 300)
+    fmt, tile = root.get("Format"), int(root.get("TileSize"))
+    files = tmp_path / "deep_files"
+    top = math.ceil(math.log2(500))  # OpenSeadragon's level numbering: level n is 2^n wide at most
+    assert sorted(int(p.name) for p in files.iterdir() if p.is_dir()) == list(range(top + 1))
+    cols, rows = math.ceil(500 / tile), math.ceil(300 / tile)
+    names = {p.name for p in (files / str(top)).iterdir()}
+    assert names == {f"{c}_{r}.{fmt}" for c in range(cols) for r in range(rows)}
+    assert fmt == ("png" if bands == 4 else "jpeg")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_dzi_replaces_an_older_pyramid(tmp_path):
+    out = tmp_path / "d.dzi"
+    write_strips([smooth_image(600, 20, 3)], 20, 600, 3, out)
+    write_strips([smooth_image(10, 20, 3)], 20, 10, 3, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.dzi", "d_files"]
+    assert len([p for p in (tmp_path / "d_files").iterdir() if p.is_dir()]) == 6  # levels 0..5 of a 20x10 image
+
+
+@pytest.mark.parametrize("name,pyramid", [("x.png", False), ("x.tif", True), ("x.dzi", False)])
+def test_a_failing_renderer_leaves_no_output(tmp_path, name, pyramid):
+    def strips():
+        yield smooth_image(40, 30, 3)
+        raise UsageError("tile 3 is corrupted")
+
+    out = tmp_path / name
+    with pytest.raises(UsageError, match="tile 3 is corrupted"):
+        write_strips(strips(), 30, 100, 3, out, pyramid=pyramid)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_strips_of_the_wrong_shape_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        write_strips([np.zeros((5, 9, 3), np.uint8)], 10, 5, 3, tmp_path / "x.png")
+    with pytest.raises(ValueError):
+        write_strips([np.zeros((5, 10, 3), np.uint8)], 10, 6, 3, tmp_path / "x.png")  # too few rows
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["x.png", "x.jpg", "x.webp"])
+def test_pyramid_needs_a_tiff(tmp_path, name):
+    with pytest.raises(UsageError, match="--pyramid"):
+        check_output_path(tmp_path / name, pyramid=True)
+    check_output_path(tmp_path / "x.tiff", pyramid=True)
+    check_output_path(tmp_path / "x.dzi", pyramid=True)
