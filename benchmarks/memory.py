@@ -162,6 +162,10 @@ def markdown(data: dict) -> str:
             f"{api.get('region_tiles_read', '-')}/{api.get('region_tiles_needed', '-')}) | "
             f"{api.get('thumbnail_1024_s', '-')} (CPU {api.get('thumbnail_1024_cpu_s', '-')}) | "
             f"{api.get('decode_mp_per_s', '-')} ({api.get('decode_mp_per_cpu_s', '-')} per CPU-s) |")
+    for extra in data.get("appended", []):
+        e = extra["environment"]
+        lines.insert(5, f"Appended: `{extra['command']}` on {e['date']}, commit {e['commit']}, load average "
+                        f"{', '.join(f'{v:.1f}' for v in e['load_average_at_start'])} at its start.\n")
     lines += ["", "The decode .tif column's MP/s is the image size over the whole CLI run (start-up, tile reads, "
               "writing the TIFF). API columns: one process with the file open; `first` is the first region "
               "decode (reads its tiles), `again` the best of the repeats (tiles cached); CPU is the process's "
@@ -182,6 +186,8 @@ def main() -> int:
                         help="sizes at which to also write a pyramidal TIFF and a Deep Zoom pyramid")
     parser.add_argument("--repeats", type=int, default=5, help="region decodes through the API (best is kept)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/memory_cpu.json")
+    parser.add_argument("--append", action="store_true",
+                        help="add the runs to those already in --out (another size, same table)")
     parser.add_argument("--api-child", metavar="LOE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.api_child:
@@ -194,6 +200,12 @@ def main() -> int:
     py = sys.executable
     data = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "photos": str(args.photos),
             "preset": args.preset, "steps": args.steps, "environment": environment(), "runs": []}
+    if args.append and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        data["appended"] = previous.get("appended", []) + [{"command": data["command"],
+                                                             "environment": data["environment"]}]
+        data.update({k: previous[k] for k in ("command", "environment")})
+        data["runs"] = previous["runs"]
 
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -252,11 +252,15 @@ def _atomic_dzi(path: Path) -> Iterator[str]:
         base = work / path.stem
         yield str(base)
         files, target = dzi_folder(base.with_suffix(DZI_SUFFIX)), dzi_folder(path)
-        old = None
+        old = work / "old_files"
         if target.exists():
-            old = work / "old_files"
             target.rename(old)
-        files.rename(target)
+        try:
+            files.rename(target)
+        except OSError:
+            if old.exists():  # put the previous pyramid back
+                old.rename(target)
+            raise
         os.replace(base.with_suffix(DZI_SUFFIX), path)
     except OSError as exc:
         raise CodecRuntimeError(f"cannot write {path}: {exc.strerror or exc}") from None

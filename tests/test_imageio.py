@@ -253,3 +253,10 @@ def test_pyramid_needs_a_tiff(tmp_path, name):
         check_output_path(tmp_path / name, pyramid=True)
     check_output_path(tmp_path / "x.tiff", pyramid=True)
     check_output_path(tmp_path / "x.dzi", pyramid=True)
+
+
+@pytest.mark.parametrize("rect", [(-1, 0, 5, 5), (0, 0, 14, 9), (10, 5, 4, 5), (0, 0, 0, 3)])
+def test_reads_outside_the_image_are_refused(tmp_path, rect):
+    src = ImageSource(write_array(tmp_path / "img.png", smooth_image(9, 13, 3)))
+    with pytest.raises(UsageError, match="cannot read pixels"):
+        src.read(*rect)
