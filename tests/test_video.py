@@ -165,6 +165,8 @@ def test_round_trip_shapes_and_info(encoded_video, full_video):
     info = loe_codec.info(path)
     assert (info["kind"], info["frames"], info["fps_fraction"], info["audio"]) == ("video", 12, "30000/1001", "none")
     assert info["blocks"]["count"] == 27 and info["model"]["dims"] == 3
+    with loe_codec.open(path) as clip:  # the generic entry point dispatches on the file's kind
+        assert isinstance(clip, LoeVideo) and clip.frames == 12
 
 
 def test_evaluate_matches_encode_and_reports_flicker(encoded_video):
