@@ -15,6 +15,7 @@ Writes ``benchmarks/results/video_<name>.json`` and ``.md`` (machine, command, d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -33,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from loe_codec.metrics import psnr_from_mse  # noqa: E402
-from loe_codec.video import LoeVideo, encode_video  # noqa: E402
+from loe_codec.video import LoeVideo, encode_video, video_preset  # noqa: E402
 from loe_codec.videoio import VideoSource  # noqa: E402
 
 
@@ -95,16 +96,30 @@ def at_rate(points: list[dict], bpp: float) -> float | None:
 
 
 def loe_point(spec: str, ref_path: Path, folder: Path, device: str) -> dict:
-    """``preset[:key=value,...]`` (keys: steps, chunk, tile, seed) -> one LoE encode and its evaluation."""
+    """``preset[:key=value,...]`` -> one LoE encode and its evaluation.
+
+    Keys: steps, chunk, tile, seed (encode overrides) and width, pe, banks (model; banks as ``1-2-2-1``,
+    all ones for a plain MLP).
+    """
     preset, _, rest = spec.partition(":")
-    overrides = {k: int(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
-    out = folder / f"loe_{preset}_{'_'.join(f'{k}{v}' for k, v in overrides.items())}.loe"
-    result = encode_video(ref_path, out, preset, device=device, measure_psnr=False, **overrides)
+    overrides = dict(kv.split("=") for kv in rest.split(",") if kv)
+    model = {}
+    for key, field in (("width", "width"), ("pe", "pe_frequencies"), ("banks", "banks")):
+        if key in overrides:
+            value = overrides.pop(key)
+            model[field] = tuple(int(b) for b in value.split("-")) if key == "banks" else int(value)
+    config = video_preset(preset)
+    config = dataclasses.replace(config, codec=dataclasses.replace(
+        config.codec, model=dataclasses.replace(config.codec.model, **model)))
+    out = folder / f"loe_{abs(hash(spec))}.loe"
+    result = encode_video(ref_path, out, config=config, device=device, measure_psnr=False,
+                          **{k: int(v) for k, v in overrides.items()})
     with LoeVideo(out) as clip:
         data = clip.evaluate(ref_path, device=device)
     keys = ("psnr", "psnr_min_frame", "psnr_chunk_borders", "psnr_chunk_interiors",
             "temporal_diff_rmse_chunk_borders", "temporal_diff_rmse_interiors", "psnr_seams", "psnr_interior")
-    return {"spec": spec, "bytes": result.bytes, "bpp": result.bpp, "encode_seconds": result.seconds,
+    return {"spec": spec, "parameters_per_block": config.codec.model.parameter_count(), "bytes": result.bytes,
+            "bpp": result.bpp, "encode_seconds": result.seconds,
             **{k: data[k] for k in keys}}
 
 
@@ -142,11 +157,17 @@ def main() -> None:
                         [p for p in entry["classic"] if p["codec"] == codec], point["bpp"])
                 entry["loe"].append(point)
                 print(json.dumps(point), flush=True)
+                save(report, entry, args.name)  # after every point: a long run keeps what it measured
             report["videos"].append(entry)
-    out = ROOT / "benchmarks" / "results" / f"video_{args.name}"
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    print(f"wrote {out}.json and .md")
+    save(report, None, args.name)
+
+
+def save(report: dict, current: dict | None, name: str) -> None:
+    full = dict(report, videos=report["videos"] + ([current] if current is not None else []))
+    out = ROOT / "benchmarks" / "results" / f"video_{name}"
+    out.with_suffix(".json").write_text(json.dumps(full, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(full))
+    print(f"wrote {out}.json and .md", flush=True)
 
 
 def markdown(report: dict) -> str:

@@ -126,6 +126,9 @@ def test_audio_is_dropped_with_a_warning(tmp_path):
     with pytest.warns(AudioDroppedWarning):
         encode_video(clip, tmp_path / "a.loe", config=cfg, device="cpu", measure_psnr=False)
     assert loe_codec.info(tmp_path / "a.loe")["audio"] == "dropped"
+    r = CliRunner().invoke(app, ["encode", str(clip), "-o", str(tmp_path / "b.loe"), *FAST_VIDEO, "--no-measure"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith("warning:") and "audio" in r.stderr
 
 
 # --- grid and fitting -------------------------------------------------------------------------------
