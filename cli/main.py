@@ -25,8 +25,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     name="loe",
-    help="Levels-of-Experts neural image codec: encode images into compact .loe files and decode "
-         "any region at any scale.",
+    help="Levels-of-Experts neural image and video codec: encode images or videos into compact .loe files "
+         "and decode any region at any scale (and any frames at any frame rate).",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     add_completion=False,
@@ -115,6 +115,16 @@ def _finite(value):
     return value
 
 
+def _is_video_codec(path: Path) -> bool:
+    from loe_codec.video_container import probe_kind
+
+    return probe_kind(path) == "video"
+
+
+def _warn(message: str) -> None:
+    err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def _emit(data: dict, as_json: bool, summary: str) -> None:
     if as_json:
         typer.echo(json.dumps(_finite(data), indent=2, default=str))
@@ -128,9 +138,12 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
 @app.command()
 def encode(
-    source: Path = typer.Argument(..., help="Image to encode (PNG, JPEG, TIFF, WebP, ... anything libvips reads)."),
+    source: Path = typer.Argument(..., help="Image (anything libvips reads) or video (anything ffmpeg reads: "
+                                            "mp4, mkv, webm, mov, y4m, ...) to encode."),
     output: Path = typer.Option(..., "--output", "-o", help="Output .loe file."),
-    preset: str = typer.Option("balanced", "--preset", "-p", help="fast, balanced or best."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p",
+                                         help="Images: fast, balanced (default) or best. "
+                                              "Videos: video-fast or video (default)."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in pixels (overrides the preset)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Fitting steps per tile (overrides the preset)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same input + seed = same file)."),
@@ -143,22 +156,36 @@ def encode(
         False, "--resume",
         help="Keep finished fits in OUTPUT.fits/ so a killed encode, run again with the same command, skips "
              "them (the folder is removed once the file is written)."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="Video only: frames per block (overrides the preset)."),
     device: str = DeviceOpt,
     no_measure: bool = typer.Option(False, "--no-measure", help="Skip decoding the result to report its PSNR."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Fit LoE networks to the image's tiles, quantize them and write a .loe file.
+    """Fit LoE networks to the image's tiles (or the video's space-time blocks), quantize them and write a .loe file.
 
-    The preset picks the network and how long it is fitted; --bpp, --psnr or -q pick the rate
-    (at most one of them). The weights are quantized with steps chosen per tile and layer
+    The preset picks the network and how long it is fitted; for images --bpp, --psnr or -q pick the
+    rate (at most one of them). The weights are quantized with steps chosen per tile and layer
     (more bits where they buy more quality), fine-tuned with the quantizer in the loop, then
     entropy-coded.
     """
     import loe_codec
+    from loe_codec.videoio import looks_like_video
 
+    if looks_like_video(source):
+        from cli import video
+
+        if any(v is not None for v in (bpp, psnr, quality)) or resume:
+            _fail("--bpp, --psnr, -q and --resume apply to images only for now", 2)
+        with _errors(), _progress(quiet) as bar:
+            data, summary = video.encode(source, output, preset, steps, tile, seed, chunk, device, not no_measure,
+                                         _stage_callback(bar), _warn)
+        _emit(data, as_json, summary)
+        return
+    if chunk is not None:
+        _fail("--chunk applies to video inputs only", 2)
     with _errors(), _progress(quiet) as bar:
-        result = loe_codec.encode(source, output, preset, steps=steps, tile=tile, seed=seed, bpp=bpp, psnr=psnr,
+        result = loe_codec.encode(source, output, preset or "balanced", steps=steps, tile=tile, seed=seed, bpp=bpp, psnr=psnr,
                                   quality=quality, device=device, progress=_stage_callback(bar),
                                   measure_psnr=not no_measure, resume=resume)
     psnr = f"{result.psnr:.2f} dB" if result.psnr is not None else "not measured"
@@ -177,16 +204,36 @@ def decode(
     height: Optional[int] = typer.Option(None, "--height", help="Output height (aspect kept unless --width too)."),
     pyramid: bool = typer.Option(False, "--pyramid", help="Write a tiled, pyramidal BigTIFF (.tif output only; "
                                  "JPEG tiles, quality 90). A .dzi output is a Deep Zoom pyramid anyway."),
+    frames: Optional[str] = typer.Option(None, "--frames", help="Video: frames A:B (end exclusive)."),
+    time_range: Optional[str] = typer.Option(None, "--time", help="Video: seconds S:E (end exclusive)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Video: output frame rate (resamples time)."),
+    video_codec: Optional[str] = typer.Option(None, "--codec", help="Video: encoder (default: H.264 for .mp4, "
+                                                                     "FFV1 for .mkv, VP9 for .webm)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """Decode a region (default: all) at any scale into an image file, streaming (never whole in memory).
+    """Decode a region (default: all) at any scale into an image file, or frames of a video into a video
+    file (.mp4, .mkv, .webm, .mov) or a numbered image sequence (frame_%04d.png).
 
-    The output format follows the extension; .dzi writes a Deep Zoom pyramid (NAME.dzi and NAME_files/).
+    Images stream (never whole in memory); the format follows the extension; .dzi writes a Deep Zoom
+    pyramid (NAME.dzi and NAME_files/).
     """
     import loe_codec
 
     reg = _parse_region(region)
+    if _is_video_codec(codec):
+        from cli import video
+
+        if pyramid:
+            _fail("--pyramid applies to image .loe files only", 2)
+        with _errors(), _progress(quiet) as bar:
+            stage = _stage_callback(bar)
+            summary = video.decode(codec, output, reg, scale, width, height, frames, time_range, fps, video_codec,
+                                   device, (lambda d, t: stage("decode", d, t)) if stage else None)
+        typer.echo(summary)
+        return
+    if any(v is not None for v in (frames, time_range, fps, video_codec)):
+        _fail("--frames, --time, --fps and --codec apply to video .loe files only", 2)
     with _errors(), _progress(quiet) as bar:
         stage = _stage_callback(bar)
         with loe_codec.open(codec) as img:
@@ -206,6 +253,11 @@ def info(
 
     with _errors():
         data = loe_codec.info(codec)
+    if data.get("kind") == "video":
+        from cli import video
+
+        _emit(data, as_json, video.info_summary(data))
+        return
     m = data["model"]
     psnr = data["stats"].get("psnr")
     _emit(data, as_json, "\n".join([
@@ -245,6 +297,11 @@ def evaluate(
         with loe_codec.open(codec) as img:
             data = img.evaluate(reference, device,
                                 progress=(lambda d, t: stage("decode", d, t)) if stage else None)
+    if "frames" in data:
+        from cli import video
+
+        _emit(data, as_json, video.eval_summary(codec, data))
+        return
     seams = data["psnr_seams"]
     _emit(data, as_json, f"{codec}: {data['bpp']:.4f} bpp, PSNR {data['psnr']:.2f} dB"
           + (f" (tile seams {seams:.2f} dB, interiors {data['psnr_interior']:.2f} dB)" if seams is not None else ""))

@@ -233,18 +233,25 @@ def rate_split(config: CodecConfig, tiles: int, payload: int, size: int) -> dict
             "header": size - payload}
 
 
-def open(path: str | os.PathLike) -> LoeImage:  # noqa: A001 - mirrors the builtin on purpose
-    """Open a `.loe` file for decoding."""
+def open(path: str | os.PathLike):  # noqa: A001 - mirrors the builtin on purpose
+    """Open a `.loe` file for decoding: a :class:`LoeImage`, or a :class:`~loe_codec.video.LoeVideo`
+    for a video file."""
+    from .video_container import probe_kind
+
+    if probe_kind(path) == "video":
+        from .video import LoeVideo
+
+        return LoeVideo(path)
     return LoeImage(path)
 
 
 def info(path: str | os.PathLike) -> dict:
-    """:meth:`LoeImage.info` of the file at ``path``."""
-    with LoeImage(path) as img:
+    """``info()`` of the image or video `.loe` file at ``path``."""
+    with open(path) as img:
         return img.info()
 
 
 def evaluate(codec: str | os.PathLike, reference: str | os.PathLike, device: str = "auto") -> dict:
-    """:meth:`LoeImage.evaluate` of the file at ``codec`` against the image at ``reference``."""
-    with LoeImage(codec) as img:
+    """``evaluate()`` of the file at ``codec`` against the image (or video) at ``reference``."""
+    with open(codec) as img:
         return img.evaluate(reference, device)

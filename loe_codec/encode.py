@@ -15,7 +15,7 @@ from .config import CodecConfig
 from .container import Header, SourceInfo, overhead_bytes, write_codec
 from .decode import DecodeProgressFn, DecodeRequest, TileCache, TileSource, iter_blocks
 from .errors import UsageError
-from .fit import TileTarget, finetune_quantized, fit_tiles, tile_seed
+from .fit import TileTarget, _PixelPool, finetune_quantized, fit_tiles, tile_seed
 from .fitcache import FitCache
 from .imageio import ImageSource
 from .metrics import ErrorAccumulator, bits_per_pixel, psnr_from_mse
@@ -67,7 +67,7 @@ class BlobSource:
         self.blobs = blobs
 
     def read_tile(self, index: int) -> TileParameters:
-        return unpack_tile(self.config, self.blobs[index])
+        return unpack_tile(self.config, np.asarray(self.blobs[index]))
 
 
 def tile_targets(image: ImageSource, grid: TileGrid, config: CodecConfig,
@@ -182,11 +182,13 @@ def fit_batches(image: ImageSource, grid: TileGrid, config: CodecConfig, device:
 
 
 def finish_batch(batch: FittedBatch, targets: list[TileTarget], config: CodecConfig, device: str,
-                 progress: Callable[[int, int, float], None] | None = None) -> list[np.ndarray]:
+                 progress: Callable[[int, int, float], None] | None = None,
+                 pool_type: type = _PixelPool) -> list[np.ndarray]:
     """Quantization-aware fine-tuning of a batch at the config's slope, then its packed blobs."""
     steps = batch_steps(batch, config.quant.slope)
     if config.quant.qat_steps > 0:
-        batch.model = finetune_quantized(batch.model, steps, config.fit, config.quant, targets, device, progress)
+        batch.model = finetune_quantized(batch.model, steps, config.fit, config.quant, targets, device, progress,
+                                         pool_type)
     return [pack_quantized(batch.model, k, steps[k], config) for k in range(len(batch.tiles))]
 
 

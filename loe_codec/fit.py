@@ -91,34 +91,37 @@ def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarg
         raise ValueError("fit_tiles needs at least one tile")
     model = TiledLoE.initialised(model_cfg, [t.seed for t in targets])
     # One sampling stream per batch, seeded by its first tile.
-    return _train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress)
+    return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress)
 
 
 def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig, quant_cfg: QuantConfig,
-                       targets: list[TileTarget], device: str | torch.device = "cpu",
-                       progress: ProgressFn | None = None) -> TiledLoE:
+                       targets: list, device: str | torch.device = "cpu",
+                       progress: ProgressFn | None = None, pool_type: type = _PixelPool) -> TiledLoE:
     """Quantization-aware fine-tuning: ``quant_cfg.qat_steps`` more steps with the weights rounded to
     ``steps`` ``[T, layers]`` in the forward pass (straight-through gradients).
 
     The learning rate decays from ``qat_learning_rate`` like the fit's does. Returns the model with
     quantization turned off again (its float weights now sit where rounding costs little).
+    ``pool_type`` samples the targets (video blocks bring their own).
     """
     qat = dataclasses.replace(fit_cfg, steps=quant_cfg.qat_steps, learning_rate=quant_cfg.qat_learning_rate,
                               warmup_steps=0)
     model.quantize_in_loop(steps)
     try:
-        return _train(model, qat, targets, torch.device(device), targets[0].seed + 1, progress)
+        return train(model, qat, targets, torch.device(device), targets[0].seed + 1, progress, pool_type)
     finally:
         model.quantize_in_loop(None)
 
 
-def _train(model: TiledLoE, fit_cfg: FitConfig, targets: list[TileTarget], device: torch.device, seed: int,
-           progress: ProgressFn | None) -> TiledLoE:
-    """``fit_cfg.steps`` Adam steps on random pixels of ``targets``; the model comes back on the CPU."""
+def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.device, seed: int,
+          progress: ProgressFn | None, pool_type: type = _PixelPool) -> TiledLoE:
+    """``fit_cfg.steps`` Adam steps on random samples of ``targets`` drawn by ``pool_type(targets, device)``
+    (anything with ``sample(per_tile, generator) -> (tile, coords, target)``); the model comes back on
+    the CPU."""
     model = model.to(device)
     if model.quant_steps is not None:
         model.quantize_in_loop(model.quant_steps)  # follow the model to the device
-    pool = _PixelPool(targets, device)
+    pool = pool_type(targets, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)
     report_every = max(1, fit_cfg.steps // 100)

@@ -36,10 +36,12 @@ class Probe:
     pixels: torch.Tensor
 
     @classmethod
-    def of(cls, targets: list[TileTarget], pixels: list[int], per_tile: int = PROBE_SAMPLES) -> "Probe":
+    def of(cls, targets: list[TileTarget], pixels: list[int], per_tile: int = PROBE_SAMPLES,
+           pool_type: type = _PixelPool) -> "Probe":
         """``per_tile`` random pixels of each target's window; ``pixels[k]``: the image pixels tile ``k``
-        is responsible for (its core rectangle: the cores partition the image, the windows overlap)."""
-        pool = _PixelPool(targets, torch.device("cpu"))
+        is responsible for (its core rectangle: the cores partition the image, the windows overlap).
+        ``pool_type`` samples the targets (video blocks bring their own)."""
+        pool = pool_type(targets, torch.device("cpu"))
         tile, coords, target = pool.sample(per_tile, torch.Generator().manual_seed(targets[0].seed + 2))
         return cls(tile, coords, target, torch.tensor(pixels, dtype=torch.float64))
 

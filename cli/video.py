@@ -1,0 +1,88 @@
+"""The video side of the ``loe`` commands (called from :mod:`cli.main` when the input is a video)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+
+from loe_codec.errors import UsageError
+
+
+def parse_range(text: Optional[str], name: str, kind: type) -> Optional[tuple]:
+    """``"A:B"`` -> ``(A, B)``; an empty side means the start / the end (``None``)."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return tuple(kind(p) if p.strip() else None for p in parts)
+    except ValueError:
+        unit = "frame indices" if kind is int else "seconds"
+        raise UsageError(f"{name} must be START:END in {unit} (end exclusive), got {text!r}") from None
+
+
+def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed, chunk, device: str,
+           measure: bool, progress, warn: Callable[[str], None]):
+    """Encode a video; returns ``(result dict, summary line)``."""
+    from loe_codec.video import encode_video
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = encode_video(source, output, preset or "video", steps=steps, tile=tile, seed=seed, chunk=chunk,
+                              device=device, progress=progress, measure_psnr=measure)
+    for w in caught:
+        warn(str(w.message))
+    psnr = f"{result.psnr:.2f} dB (mean per frame)" if result.psnr is not None else "not measured"
+    return vars(result), (f"{result.path}: {result.bytes} bytes, {result.bpp:.4f} bpp (per pixel per frame), "
+                          f"PSNR {psnr}, {result.frames} frames at {result.fps:.3f} fps, {result.blocks} blocks, "
+                          f"{result.seconds:.1f} s")
+
+
+def decode(codec: Path, output: Path, region, scale, width, height, frames: Optional[str],
+           time_range: Optional[str], fps: Optional[float], video_codec: Optional[str], device: str,
+           progress) -> str:
+    """Decode a video `.loe` file; returns the summary line."""
+    from loe_codec.video import LoeVideo
+
+    with LoeVideo(codec) as clip:
+        fr = parse_range(frames, "--frames", int)
+        tr = parse_range(time_range, "--time", float)
+        if fr is not None:
+            fr = (0 if fr[0] is None else fr[0], clip.frames if fr[1] is None else fr[1])
+        if tr is not None:
+            tr = (0.0 if tr[0] is None else tr[0], clip.duration if tr[1] is None else tr[1])
+        w, h, n = clip.decode_to_file(output, video_codec, device, progress, frames=fr, time=tr, region=region,
+                                      scale=scale, width=width, height=height, fps=fps)
+        rate = float(fps) if fps is not None else float(clip.fps)
+    return f"{output}: {w}x{h}, {n} frames at {rate:.3f} fps"
+
+
+def info_summary(data: dict) -> str:
+    m, b = data["model"], data["blocks"]
+    psnr = data["stats"].get("psnr")
+    return "\n".join([
+        f"{data['path']}: loe video format v{data['format_version']} ({data['encoder']})",
+        f"  video  {data['width']}x{data['height']}, {data['frames']} frames at {data['fps']:.3f} fps "
+        f"({data['fps_fraction']}), {data['duration']:.3f} s, audio {data['audio']}",
+        f"  blocks {b['count']} ({b['cols']}x{b['rows']} tiles of {b['tile_size']} px, margin {b['tile_margin']}; "
+        f"{b['chunks']} chunks of {b['chunk_frames']} frames, margin {b['time_margin']})",
+        f"  model  preset {data['preset']}: 3-D, width {m['width']}, banks {list(m['banks'])} per dim, "
+        f"{m['arrangement']}, {m['blend']}, {m['activation']}, {m['parameters_per_block']} parameters/block",
+        f"  quant  {data['quantization']['bits']}-bit weights, {data['quantization']['bias_dtype']} biases",
+        f"  size   {data['bytes']} bytes ({data['header_bytes']} header), {data['bpp']:.4f} bpp per frame"
+        + (f", mean PSNR at encode {psnr:.2f} dB" if psnr is not None else ""),
+    ])
+
+
+def eval_summary(codec: Path, data: dict) -> str:
+    line = (f"{codec}: {data['bpp']:.4f} bpp per frame, mean PSNR {data['psnr']:.2f} dB over {data['frames']} "
+            f"frames (lowest {data['psnr_min_frame']:.2f})")
+    if data["psnr_chunk_borders"] is not None:
+        line += (f"; chunk-border frames {data['psnr_chunk_borders']:.2f} dB, others "
+                 f"{data['psnr_chunk_interiors']:.2f} dB")
+    if data["psnr_seams"] is not None:
+        line += f"; tile seams {data['psnr_seams']:.2f} dB, interiors {data['psnr_interior']:.2f} dB"
+    return line

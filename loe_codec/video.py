@@ -1,0 +1,513 @@
+"""Video: encode a clip into space-time blocks of 3-D LoE networks, decode any frames, region, size and rate.
+
+Example::
+
+    from loe_codec import video
+
+    result = video.encode_video("clip.mp4", "clip.loe", preset="video")
+    with video.LoeVideo("clip.loe") as clip:
+        frames = clip.decode(frames=(0, 10), region=(0, 0, 64, 48))     # uint8 [10, 48, 64, 3]
+        clip.decode_to_file("slow.mp4", fps=clip.fps * 4)               # 4x slow motion at the source rate
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time as _time
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
+from .decode import BLOCK, DecodeRequest, TileCache, _axis_positions
+from .encode import PSNR_PROBE_SAMPLES, BlobSource, FittedBatch, StageProgressFn, finish_batch, with_channels
+from .errors import UsageError
+from .files import check_output_location
+from .fit import tile_seed
+from .metrics import ErrorAccumulator, psnr_from_mse
+from .video_container import TimeConfig, VideoHeader, VideoInfo, VideoReader, write_video_codec
+from .rate import Probe, layer_sensitivity
+from .video_fit import BlockTarget, _VoxelPool, fit_blocks
+from .video_tiling import Block, SpaceTimeGrid
+from .videoio import FrameWindows, VideoSource, as_rate, check_video_output, write_video
+
+MAX_SAMPLES_PER_GROUP = 1 << 18
+Region = tuple[int, int, int, int]
+
+
+class AudioDroppedWarning(UserWarning):
+    """The input had audio; a `.loe` video holds pictures only."""
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """A video encode: the codec config (3-D model, fitting, quantization, spatial tiles) and the time chunks."""
+
+    codec: CodecConfig
+    time: TimeConfig = TimeConfig()
+
+    def with_overrides(self, *, steps: int | None = None, tile: int | None = None, seed: int | None = None,
+                       chunk: int | None = None) -> "VideoConfig":
+        cfg = dataclasses.replace(self, codec=self.codec.with_overrides(steps=steps, tile=tile, seed=seed))
+        if chunk is not None:
+            margin = min(cfg.time.margin, max(0, (chunk - 1) // 2))
+            cfg = dataclasses.replace(cfg, time=TimeConfig(chunk=chunk, margin=margin))
+        return cfg
+
+
+def _video_preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfig, time: TimeConfig) -> VideoConfig:
+    # The images' quality-50 slope and 1/16 of the fit's steps of quantization-aware fine-tuning
+    # (not tuned on video yet).
+    quant = QuantConfig(slope=1e-3, qat_steps=fit.steps // 16, qat_learning_rate=1e-3)
+    return VideoConfig(CodecConfig(model=model, fit=fit, quant=quant, tile=tile, preset=name), time)
+
+
+# Measured on carphone (176x144, 120 frames) on a 2-core CPU: see benchmarks/README.md.
+VIDEO_PRESETS: dict[str, VideoConfig] = {
+    "video-fast": _video_preset(
+        "video-fast", ModelConfig(dims=3, width=16, banks=(1, 2, 2, 1)),
+        FitConfig(steps=300, samples_per_tile=2048, learning_rate=3e-2), TileConfig(size=256, margin=4),
+        TimeConfig(chunk=8, margin=2)),
+    # On the first 32 frames of carphone, 600 steps: lr 3e-2 beat 1e-2 by 2.4 dB, 4096 samples per step beat
+    # 1024 by 0.8 dB, 6 encoding octaves beat 4 by 0.5 dB; 2400 steps gained 3.3 dB over 600 (chunk 16), and
+    # one 32-frame block costs half the bits of two 16-frame ones. 2e-2: 3e-2 diverged on long image fits.
+    "video": _video_preset(
+        "video", ModelConfig(dims=3, width=24, banks=(1, 2, 2, 2, 1), pe_frequencies=6),
+        FitConfig(steps=4000, samples_per_tile=4096, learning_rate=2e-2), TileConfig(size=256, margin=4),
+        TimeConfig(chunk=32, margin=2)),
+}
+
+
+def video_preset(name: str) -> VideoConfig:
+    """The named video preset (``video-fast`` or ``video``)."""
+    try:
+        return VIDEO_PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown video preset {name!r}; choose one of {', '.join(VIDEO_PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class VideoEncodeResult:
+    """What a video encode produced. ``bpp`` is bits per pixel per frame."""
+
+    path: str
+    bytes: int
+    bpp: float
+    psnr: float | None
+    frames: int
+    fps: float
+    blocks: int
+    audio: str
+    seconds: float
+
+
+def bits_per_voxel(size_bytes: int, width: int, height: int, frames: int) -> float:
+    """Bits of a file per pixel per frame."""
+    return size_bytes * 8.0 / (width * height * frames)
+
+
+# --- encoding -----------------------------------------------------------------------------------------
+
+def block_target(frames: torch.Tensor, first_frame: int, grid: SpaceTimeGrid, block: Block,
+                 seed: int) -> BlockTarget:
+    """Fit target of one block; ``frames`` ``[n, H, W, C]`` holds the chunk's window from ``first_frame``."""
+    wx, wy, ww, wh = grid.space.window(block.tile)
+    dx, dy, ex, ey = grid.space.domain(block.tile)
+    f0, f1 = grid.time.window(block.chunk)
+    t0, te = grid.time.domain(block.chunk)
+    voxels = frames[f0 - first_frame:f1 - first_frame, wy:wy + wh, wx:wx + ww].contiguous()
+    return BlockTarget(voxels, (wx, wy, f0), (dx, dy, t0), (ex, ey, te), tile_seed(seed, block.index))
+
+
+def fit_and_pack_video(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig, device: str,
+                       progress: StageProgressFn | None = None) -> list[torch.Tensor]:
+    """Fit every block, chunk after chunk (``tiles_per_batch`` blocks at a time); packed blobs in block order.
+
+    Frames stream through a window: only one chunk (plus its margins) is in memory.
+    """
+    windows = FrameWindows(source.iter_frames())
+    per_batch = config.fit.tiles_per_batch
+    total = float(len(grid) * config.fit.steps)
+    blobs: list[torch.Tensor] = []
+    for chunk in grid.time.chunks():
+        f0, f1 = grid.time.window(chunk)
+        frames = torch.from_numpy(windows.window(f0, f1))
+        blocks = grid.blocks_of_chunk(chunk)
+        for start in range(0, len(blocks), per_batch):
+            part = blocks[start:start + per_batch]
+            done_before = len(blobs)
+
+            def fit_progress(step: int, steps: int, loss: float, done_before: int = done_before,
+                             n: int = len(part)) -> None:
+                if progress is not None:
+                    progress("fit", done_before * steps + step * n, total)
+
+            targets = [block_target(frames, f0, grid, b, config.fit.seed) for b in part]
+            model = fit_blocks(config.model, config.fit, targets, device, fit_progress)
+            # Steps from the blocks' sensitivities, fine-tuning with the quantizer, entropy coding: as images.
+            voxels = [(b.tile.x1 - b.tile.x0) * (b.tile.y1 - b.tile.y0) * (b.chunk.f1 - b.chunk.f0)
+                      for b in part]
+            probe = Probe.of(targets, voxels, pool_type=_VoxelPool)
+            batch = FittedBatch(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES))
+            blobs += [torch.from_numpy(b.copy())
+                      for b in finish_batch(batch, targets, config, device, pool_type=_VoxelPool)]
+    if progress is not None:
+        progress("fit", total, total)
+    return blobs
+
+
+def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: str = "video", *,
+                 config: VideoConfig | None = None, steps: int | None = None, tile: int | None = None,
+                 seed: int | None = None, chunk: int | None = None, device: str = "auto",
+                 progress: StageProgressFn | None = None, measure_psnr: bool = True) -> VideoEncodeResult:
+    """Encode the video at ``source`` into the `.loe` file ``output``.
+
+    ``preset`` names a :data:`VIDEO_PRESETS` entry (or pass a full ``config``);
+    ``steps``, ``tile``, ``seed`` and ``chunk`` (frames per block) override it.
+    Audio is not coded: an input with audio gives an :class:`AudioDroppedWarning`.
+    With ``measure_psnr`` the encoder decodes what it wrote and reports the mean
+    per-frame PSNR.
+    """
+    from .api import resolve_device
+
+    started = _time.perf_counter()
+    vcfg = config if config is not None else video_preset(preset)
+    for name, value in (("steps", steps), ("tile", tile), ("seed", seed), ("chunk", chunk)):
+        if value is not None and value < (1 if name == "chunk" else 0):
+            raise UsageError(f"{name} must be >= {1 if name == 'chunk' else 0}, got {value}")
+    vcfg = vcfg.with_overrides(steps=steps, tile=tile, seed=seed, chunk=chunk)
+    if vcfg.codec.model.dims != 3:
+        raise UsageError(f"video needs a 3-D model (dims=3), the config has dims={vcfg.codec.model.dims}")
+    output = str(output)
+    if not output.endswith(".loe"):
+        raise UsageError(f"{output}: the output of encode must end in .loe")
+    check_output_location(output)
+    device = resolve_device(device)
+    src = VideoSource(source)
+    audio = "dropped" if src.audio_streams else "none"
+    if src.audio_streams:
+        warnings.warn(f"{src.path}: audio is not coded; its {src.audio_streams} audio stream(s) are dropped",
+                      AudioDroppedWarning, stacklevel=2)
+    config_ = with_channels(vcfg.codec, src.channels)
+    info = VideoInfo(src.width, src.height, src.frames, src.fps.numerator, src.fps.denominator, audio=audio)
+    header = VideoHeader(info, config_, vcfg.time, [], {}, encoder=f"loe-codec {__version__}")
+    grid = header.grid
+    blobs = fit_and_pack_video(src, grid, config_, device, progress)
+    psnr = None
+    if measure_psnr:
+        stage = (lambda done, total: progress("measure", done, total)) if progress is not None else None
+        renderer = VideoRenderer(TileCache(BlobSource(config_, blobs), len(grid.space) * 3), grid)
+        errors = compare(renderer, grid, src, device, stage)
+        psnr = errors.psnr()
+        header.stats = {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
+                        for k, v in errors.summary().items() if k != "psnr_per_frame"}
+    size = write_video_codec(output, header, blobs)
+    return VideoEncodeResult(output, size, bits_per_voxel(size, src.width, src.height, src.frames), psnr,
+                             src.frames, float(src.fps), len(grid), audio, _time.perf_counter() - started)
+
+
+# --- decoding -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """A spatial request, rendered at time positions ``times`` (source frame units, frame ``f`` at ``f + 0.5``)."""
+
+    space: DecodeRequest
+    times: tuple[float, ...]
+    fps: Fraction
+
+
+class VideoRenderer:
+    """Evaluates the blocks of a :class:`SpaceTimeGrid` at any output pixels and times."""
+
+    def __init__(self, cache: TileCache, grid: SpaceTimeGrid):
+        self.cache = cache
+        self.grid = grid
+
+    def frame_groups(self, req: VideoRequest) -> int:
+        """Output frames rendered together (bounded sample count per pass)."""
+        kx, ky = req.space.supersample
+        per_frame = min(BLOCK, req.space.out_width) * kx * min(BLOCK, req.space.out_height) * ky
+        return max(1, MAX_SAMPLES_PER_GROUP // per_frame)
+
+    def iter_frames(self, req: VideoRequest, device: str | torch.device = "cpu",
+                    progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+        """Yield the output frames in order, uint8 ``[out_height, out_width, C]``."""
+        device = torch.device(device)
+        sp = req.space
+        group = self.frame_groups(req)
+        channels = self.cache.config.model.out_channels
+        n = len(req.times)
+        for start in range(0, n, group):
+            times = torch.tensor(req.times[start:start + group], dtype=torch.float64)
+            out = np.zeros((times.numel(), sp.out_height, sp.out_width, channels), dtype=np.uint8)
+            for oy in range(0, sp.out_height, BLOCK):
+                for ox in range(0, sp.out_width, BLOCK):
+                    bw, bh = min(BLOCK, sp.out_width - ox), min(BLOCK, sp.out_height - oy)
+                    out[:, oy:oy + bh, ox:ox + bw] = self.render(sp, times, ox, oy, bw, bh, device)
+            yield from out
+            if progress is not None:
+                progress(min(n, start + group), n)
+
+    def render(self, req: DecodeRequest, times: torch.Tensor, ox: int, oy: int, bw: int, bh: int,
+               device: torch.device) -> np.ndarray:
+        """Output pixels ``[oy, oy+bh) x [ox, ox+bw)`` of ``req`` at time positions ``times``: uint8 ``[nt, bh, bw, C]``."""
+        grid = self.grid
+        kx, ky = req.supersample
+        xs = _axis_positions(req.x, req.width, req.out_width, ox, bw, kx)
+        ys = _axis_positions(req.y, req.height, req.out_height, oy, bh, ky)
+        tiles = grid.space.tiles_touching(float(xs[0]), float(ys[0]), float(xs[-1]) + 1e-6, float(ys[-1]) + 1e-6)
+        chunks = grid.time.touching(float(times.min()), float(times.max()) + 1e-6)
+        nx, ny = xs.numel(), ys.numel()
+        blocks, parts = [], []
+        for chunk in chunks:
+            wt = grid.time.weight(chunk, times)
+            frames = torch.nonzero(wt > 0).squeeze(1)
+            t0, te = grid.time.domain(chunk)
+            for t in tiles:
+                wx, wy = grid.space.weight_x(t, xs), grid.space.weight_y(t, ys)
+                cols, rows = torch.nonzero(wx > 0).squeeze(1), torch.nonzero(wy > 0).squeeze(1)
+                if not (frames.numel() and cols.numel() and rows.numel()):
+                    continue
+                dx, dy, ex, ey = grid.space.domain(t)
+                ct, cy, cx = torch.meshgrid((times[frames] - t0) / te, (ys[rows] - dy) / ey, (xs[cols] - dx) / ex,
+                                            indexing="ij")
+                weight = wt[frames].view(-1, 1, 1) * wy[rows].view(1, -1, 1) * wx[cols].view(1, 1, -1)
+                where = (frames.view(-1, 1, 1) * ny + rows.view(1, -1, 1)) * nx + cols.view(1, 1, -1)
+                coords = torch.stack([cx.reshape(-1), cy.reshape(-1), ct.reshape(-1)], 1).float()
+                parts.append((len(blocks), coords, weight.reshape(-1).float(), where.reshape(-1)))
+                blocks.append(grid.block(t, chunk).index)
+        channels = self.cache.config.model.out_channels
+        acc = torch.zeros(times.numel() * ny * nx, channels, dtype=torch.float32, device=device)
+        if parts:
+            local = torch.cat([torch.full((p[1].shape[0],), p[0], dtype=torch.long) for p in parts]).to(device)
+            coords = torch.cat([p[1] for p in parts]).to(device)
+            weight = torch.cat([p[2] for p in parts]).to(device)
+            where = torch.cat([p[3] for p in parts]).to(device)
+            model = self.cache.model(blocks, device)
+            with torch.inference_mode():
+                for s in range(0, local.numel(), MAX_SAMPLES_PER_GROUP):
+                    e = s + MAX_SAMPLES_PER_GROUP
+                    acc.index_add_(0, where[s:e], model(local[s:e], coords[s:e]) * weight[s:e].unsqueeze(1))
+        acc = acc.view(times.numel(), bh, ky, bw, kx, channels).mean(dim=(2, 4))
+        return torch.round((acc + 0.5).clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy()
+
+
+class VideoErrors:
+    """Per-frame squared error of a decode against its source, with flicker and seam measures.
+
+    * per-frame PSNR (the mean is the usual video quality figure);
+    * frames near an interior chunk border (within the time margin) vs the other frames;
+    * the temporal-difference error ``(d[f+1]-d[f]) - (r[f+1]-r[f])`` on frame pairs that straddle a chunk
+      border vs all other pairs (a jump at a border shows here as a larger error);
+    * spatial tile seams vs tile interiors, over all frames (:class:`~loe_codec.metrics.ErrorAccumulator`).
+    """
+
+    def __init__(self, grid: SpaceTimeGrid):
+        self.grid = grid
+        self.frame_mse: list[float] = []
+        self.spatial = ErrorAccumulator(grid.space)
+        self.pair_sse = [0.0, 0.0]  # [interior pairs, pairs straddling a chunk border]
+        self.pair_count = [0, 0]
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, decoded: np.ndarray, reference: np.ndarray) -> None:
+        """Add the next full frame (both uint8 ``[H, W, C]``)."""
+        d, r = decoded.astype(np.float64), reference.astype(np.float64)
+        self.frame_mse.append(float(np.mean((d - r) ** 2)))
+        self.spatial.add(0, 0, decoded, reference)
+        f = len(self.frame_mse) - 1
+        if self._prev is not None:
+            dd = (d - self._prev[0]) - (r - self._prev[1])
+            k = 1 if f in self.grid.time.edges[1:-1] else 0
+            self.pair_sse[k] += float(np.sum(dd ** 2))
+            self.pair_count[k] += dd.size
+        self._prev = (d, r)
+
+    def psnr(self) -> float:
+        """Mean per-frame PSNR (dB)."""
+        return float(np.mean([psnr_from_mse(m) for m in self.frame_mse]))
+
+    def _mean_psnr(self, border: bool) -> float | None:
+        vals = [psnr_from_mse(m) for f, m in enumerate(self.frame_mse) if self.grid.time.near_border(f) == border]
+        return float(np.mean(vals)) if vals else None
+
+    def summary(self) -> dict:
+        rms = [math.sqrt(s / c) if c else None for s, c in zip(self.pair_sse, self.pair_count)]
+        per_frame = [psnr_from_mse(m) for m in self.frame_mse]
+        return {
+            "psnr": self.psnr(),
+            "psnr_min_frame": float(min(per_frame)),
+            "psnr_chunk_borders": self._mean_psnr(True),
+            "psnr_chunk_interiors": self._mean_psnr(False),
+            "temporal_diff_rmse_chunk_borders": rms[1],
+            "temporal_diff_rmse_interiors": rms[0],
+            "psnr_seams": self.spatial.psnr_seams(),
+            "psnr_interior": self.spatial.psnr_interior(),
+            "psnr_per_frame": per_frame,
+        }
+
+
+def compare(renderer: VideoRenderer, grid: SpaceTimeGrid, reference: VideoSource, device: str,
+            progress: Callable[[int, int], None] | None = None) -> VideoErrors:
+    """Decode every frame at scale 1 and accumulate its error against ``reference`` (both streamed)."""
+    s = grid.space
+    req = VideoRequest(DecodeRequest(0, 0, s.width, s.height, s.width, s.height),
+                       tuple(f + 0.5 for f in range(grid.time.frames)), Fraction(1))
+    errors = VideoErrors(grid)
+    for decoded, ref in zip(renderer.iter_frames(req, device, progress), reference.iter_frames()):
+        errors.add(decoded, ref)
+    return errors
+
+
+class LoeVideo:
+    """An opened video `.loe` file. Reads blocks lazily; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.reader = VideoReader(path)
+        self.header = self.reader.header
+        self.grid = self.header.grid
+        self.width, self.height = self.header.source.width, self.header.source.height
+        self.channels = self.header.source.channels
+        self.frames = self.header.source.frames
+        self.fps = self.header.source.fps
+        self.duration = self.header.source.duration
+        self._renderer = VideoRenderer(TileCache(self.reader, max(64, 3 * len(self.grid.space))), self.grid)
+
+    @property
+    def config(self) -> CodecConfig:
+        return self.header.config
+
+    def request(self, frames: tuple[int, int] | None = None, time: tuple[float, float] | None = None,
+                region: Region | None = None, scale: float | None = None, width: int | None = None,
+                height: int | None = None, fps: float | None = None) -> VideoRequest:
+        """Validate a selection: ``frames=(a, b)`` (end exclusive) or ``time=(s, e)`` seconds (default: all),
+        a region/scale/size as for images, and an output frame rate ``fps`` (default: the source's).
+
+        Output frame ``j`` at rate ``F`` shows the video at ``s + (j + 0.5) / F`` seconds (the network is
+        continuous in time, so any rate works: slow motion, frame-rate conversion).
+        """
+        from .api import LoeImage
+
+        space = LoeImage.request(self, region, scale, width, height)  # only uses self.width / self.height
+        if frames is not None and time is not None:
+            raise UsageError("give either a frame range or a time range, not both")
+        if frames is not None:
+            a, b = frames
+            if not (0 <= a < b <= self.frames):
+                raise UsageError(f"frames {a}:{b} must satisfy 0 <= A < B <= {self.frames} (end exclusive)")
+            start, stop = Fraction(a) / self.fps, Fraction(b) / self.fps
+        elif time is not None:
+            s, e = time
+            if not (math.isfinite(s) and math.isfinite(e) and 0 <= s < e <= self.duration + 1e-9):
+                raise UsageError(f"time {s}:{e} must satisfy 0 <= S < E <= {self.duration:.6g} seconds")
+            start, stop = Fraction(s), min(Fraction(e), Fraction(self.frames) / self.fps)
+        else:
+            start, stop = Fraction(0), Fraction(self.frames) / self.fps
+        if fps is not None and not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
+            raise UsageError(f"fps must be a number > 0, got {fps}")
+        rate = as_rate(fps) if fps is not None else self.fps
+        count = max(1, round((stop - start) * rate))
+        if count > 1 << 20:
+            raise UsageError(f"{count} output frames are too many")
+        times = tuple(min(float((start + (j + Fraction(1, 2)) / rate) * self.fps), self.frames - 1e-6)
+                      for j in range(count))
+        return VideoRequest(space, times, rate)
+
+    def iter_frames(self, device: str = "auto", progress: Callable[[int, int], None] | None = None,
+                    **selection) -> Iterator[np.ndarray]:
+        """Decoded frames one by one (uint8 ``[h, w, C]``); ``selection`` as for :meth:`request`."""
+        from .api import resolve_device
+
+        req = self.request(**selection)
+        return self._renderer.iter_frames(req, resolve_device(device), progress)
+
+    def decode(self, device: str = "auto", progress: Callable[[int, int], None] | None = None,
+               **selection) -> np.ndarray:
+        """All selected frames as uint8 ``[n, h, w, C]`` (in memory: use :meth:`decode_to_file` for long clips)."""
+        return np.stack(list(self.iter_frames(device, progress, **selection)))
+
+    def decode_to_file(self, output: str | os.PathLike, codec: str | None = None, device: str = "auto",
+                       progress: Callable[[int, int], None] | None = None, **selection) -> tuple[int, int, int]:
+        """Decode and write a video (container from the extension) or a ``%d`` image sequence, streaming.
+
+        Returns ``(width, height, frames)``.
+        """
+        check_video_output(output, codec)
+        req = self.request(**selection)
+        from .api import resolve_device
+
+        count = write_video(self._renderer.iter_frames(req, resolve_device(device), progress), output, req.fps,
+                            codec)
+        return req.space.out_width, req.space.out_height, count
+
+    def info(self) -> dict:
+        """Dimensions, frames, frame rate, blocks, model, bytes and bits per pixel per frame."""
+        cfg = self.config
+        size = self.reader.size_bytes
+        payload = self.reader.payload_bytes()
+        g = self.grid
+        return {
+            "path": str(self.reader.path),
+            "kind": "video",
+            "format_version": self.header.version,
+            "encoder": self.header.encoder,
+            "width": self.width,
+            "height": self.height,
+            "channels": self.channels,
+            "bit_depth": self.header.source.bit_depth,
+            "frames": self.frames,
+            "fps": float(self.fps),
+            "fps_fraction": f"{self.fps.numerator}/{self.fps.denominator}",
+            "duration": self.duration,
+            "audio": self.header.source.audio,
+            "blocks": {"count": len(g), "cols": g.space.cols, "rows": g.space.rows, "chunks": len(g.time),
+                       "tile_size": cfg.tile.size, "tile_margin": cfg.tile.margin,
+                       "chunk_frames": self.header.time.chunk, "time_margin": self.header.time.margin},
+            "preset": cfg.preset,
+            "model": {**cfg.to_dict()["model"], "parameters_per_block": cfg.model.parameter_count()},
+            "fit": cfg.to_dict()["fit"],
+            "quantization": cfg.to_dict()["quant"],
+            "bytes": size,
+            "payload_bytes": payload,
+            "header_bytes": size - payload,
+            "bpp": bits_per_voxel(size, self.width, self.height, self.frames),
+            "stats": self.header.stats,
+        }
+
+    def evaluate(self, reference: str | os.PathLike, device: str = "auto",
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+        """bpp (per pixel per frame) and mean per-frame PSNR of the full decode against the ``reference`` video,
+        with the flicker (chunk border) and seam measures of :class:`VideoErrors`."""
+        from .api import resolve_device
+
+        ref = VideoSource(reference)
+        if (ref.width, ref.height, ref.frames) != (self.width, self.height, self.frames):
+            raise UsageError(f"{reference} is {ref.width}x{ref.height}, {ref.frames} frames; the codec holds "
+                             f"{self.width}x{self.height}, {self.frames} frames")
+        errors = compare(self._renderer, self.grid, ref, resolve_device(device), progress)
+        size = self.reader.size_bytes
+        return {"bytes": size, "frames": self.frames, "fps": float(self.fps),
+                "bpp": bits_per_voxel(size, self.width, self.height, self.frames), **errors.summary(),
+                "seam_band_px": errors.spatial.half_width}
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> "LoeVideo":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_video(path: str | os.PathLike) -> LoeVideo:
+    """Open a video `.loe` file for decoding."""
+    return LoeVideo(path)

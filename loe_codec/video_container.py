@@ -1,0 +1,248 @@
+"""The `.loe` container for video: one safetensors file of kind ``"video"``.
+
+Layout (video format version 1):
+
+* ``__metadata__["loe"]``: a JSON header: ``format`` ("loe-codec"), ``kind``
+  ("video"), ``version``, the source (width, height, channels, bit depth,
+  frames, frame rate as a fraction, duration, what happened to audio), the
+  time chunking, the block grid, the full codec config (a 3-D model), a CRC-32
+  per block and encoder stats.
+* one ``uint8`` tensor ``block.{k}`` per space-time block, ``k = chunk *
+  tiles_per_frame + tile``: the block network exactly as
+  :func:`loe_codec.encode.pack_quantized` packs an image tile, read back with
+  :func:`loe_codec.tileblob.unpack_tile`. Blobs are opaque and may differ in size.
+
+A decoder opens the file lazily and reads only the blocks a request touches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import CodecConfig
+from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line
+from .tileblob import unpack_tile
+from .errors import FormatError
+from .files import atomic_output, require_file
+from .video_tiling import SpaceTimeGrid
+
+VIDEO_FORMAT_VERSION = 1
+MAX_FRAMES = 1 << 24
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The video that was encoded."""
+
+    width: int
+    height: int
+    frames: int
+    fps_num: int
+    fps_den: int
+    channels: int = 3
+    bit_depth: int = 8
+    audio: str = "none"  # "none" or "dropped"
+
+    @property
+    def fps(self) -> Fraction:
+        return Fraction(self.fps_num, self.fps_den)
+
+    @property
+    def duration(self) -> float:
+        return float(self.frames / self.fps)
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    """Chunking of the time axis: nominal chunk length and the blended margin, in frames."""
+
+    chunk: int = 16
+    margin: int = 2
+
+    def __post_init__(self) -> None:
+        from .errors import UsageError
+
+        if self.chunk < 1 or self.margin < 0 or (self.margin and 2 * self.margin >= self.chunk):
+            raise UsageError("the time chunk must be >= 1 frame and its margin smaller than half of it")
+
+
+@dataclass
+class VideoHeader:
+    """Everything in the JSON header of a video `.loe` file."""
+
+    source: VideoInfo
+    config: CodecConfig
+    time: TimeConfig
+    block_crc32: list[int]
+    stats: dict = field(default_factory=dict)
+    encoder: str = ""
+    version: int = VIDEO_FORMAT_VERSION
+
+    @property
+    def grid(self) -> SpaceTimeGrid:
+        s, c = self.source, self.config
+        return SpaceTimeGrid.of(s.width, s.height, s.frames, c.tile.size, c.tile.margin, self.time.chunk,
+                                self.time.margin)
+
+    def to_json(self) -> str:
+        grid = self.grid
+        s = self.source
+        return json.dumps({
+            "format": FORMAT_NAME,
+            "kind": "video",
+            "version": self.version,
+            "source": {"width": s.width, "height": s.height, "channels": s.channels, "bit_depth": s.bit_depth,
+                       "frames": s.frames, "fps": [s.fps_num, s.fps_den], "duration": s.duration,
+                       "audio": s.audio},
+            "time": {"chunk": self.time.chunk, "margin": self.time.margin},
+            "blocks": {"cols": grid.space.cols, "rows": grid.space.rows, "chunks": len(grid.time),
+                       "count": len(grid)},
+            "config": self.config.to_dict(),
+            "block_crc32": self.block_crc32,
+            "stats": self.stats,
+            "encoder": self.encoder,
+        }, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "VideoHeader":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"the header is not valid JSON ({exc})") from None
+        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
+            raise FormatError("not a loe-codec file (the header names another format)")
+        if d.get("kind") != "video":
+            raise FormatError(f"not a video .loe file (its content kind is {d.get('kind')!r})")
+        version = d.get("version")
+        if not isinstance(version, int) or version < 1:
+            raise FormatError(f"invalid video format version {version!r}")
+        if version > VIDEO_FORMAT_VERSION:
+            raise FormatError(f"video format version {version} is newer than this decoder reads "
+                              f"(up to {VIDEO_FORMAT_VERSION}); upgrade loe-codec")
+        try:
+            s = d["source"]
+            num, den = (int(v) for v in s["fps"])
+            source = VideoInfo(int(s["width"]), int(s["height"]), int(s["frames"]), num, den,
+                               int(s["channels"]), int(s["bit_depth"]), str(s.get("audio", "none")))
+            config = CodecConfig.from_dict(d["config"])
+            time = TimeConfig(**d["time"])
+            crcs = [int(c) for c in d["block_crc32"]]
+            blocks = dict(d["blocks"])
+            stats = dict(d.get("stats", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"invalid video header: {exc}") from None
+        if not (0 < source.width <= MAX_SIDE and 0 < source.height <= MAX_SIDE and 0 < source.frames <= MAX_FRAMES
+                and num > 0 and den > 0):
+            raise FormatError("invalid video dimensions, frame count or frame rate in the header")
+        if config.model.dims != 3:
+            raise FormatError(f"a video file needs a 3-D model, this one has dims={config.model.dims}")
+        if source.channels != config.model.out_channels or source.bit_depth != 8:
+            raise FormatError("the header's channel count or bit depth does not match its model")
+        header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version)
+        grid = header.grid
+        expected = (grid.space.cols, grid.space.rows, len(grid.time), len(grid), len(grid))
+        if (blocks.get("cols"), blocks.get("rows"), blocks.get("chunks"), blocks.get("count"), len(crcs)) != expected:
+            raise FormatError("the header's block grid (or its checksums) does not match the video size and "
+                              "tile/time config")
+        return header
+
+
+def probe_kind(path: str | os.PathLike) -> str | None:
+    """The content kind (``"image"``, ``"video"``) a `.loe` file declares; ``None`` if it cannot be read."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta[METADATA_KEY]).get("kind")
+    except Exception:
+        return None
+
+
+def write_video_codec(path: str | os.PathLike, header: VideoHeader, blobs: list[torch.Tensor]) -> int:
+    """Write a video `.loe` file atomically. Returns its size in bytes."""
+    path = Path(path)
+    if len(blobs) != len(header.grid) or any(b.dtype != torch.uint8 or b.dim() != 1 or b.numel() == 0
+                                             for b in blobs):
+        raise ValueError("one non-empty 1-D uint8 blob per block is required")
+    header.block_crc32 = [zlib.crc32(b.numpy().tobytes()) for b in blobs]
+    tensors = {f"block.{k}": b.contiguous() for k, b in enumerate(blobs)}
+    with atomic_output(path) as tmp:
+        save_file(tensors, tmp, metadata={METADATA_KEY: header.to_json()})
+    return path.stat().st_size
+
+
+class VideoReader:
+    """A video `.loe` file opened lazily: the header at once, blocks on demand, each validated.
+
+    ``blocks_read`` records the indices of the blocks read so far.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = require_file(path)
+        try:
+            self._file = safe_open(str(self.path), framework="pt")
+            meta = self._file.metadata() or {}
+            keys = set(self._file.keys())
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            raise FormatError(f"{self.path} is not a readable .loe file ({_first_line(exc)})") from None
+        if METADATA_KEY not in meta:
+            raise FormatError(f"{self.path} is a safetensors file but not a .loe file (no loe header)")
+        self.header = VideoHeader.from_json(meta[METADATA_KEY])
+        self.size_bytes = self.path.stat().st_size
+        count = len(self.header.grid)
+        expected = {f"block.{k}" for k in range(count)}
+        if keys != expected:
+            raise FormatError(f"{self.path} holds {len(keys)} tensors that do not match its {count} blocks")
+        for name in expected:
+            sl = self._file.get_slice(name)
+            if sl.get_dtype() != "U8" or len(sl.get_shape()) != 1:
+                raise FormatError(f"tensor {name} has dtype {sl.get_dtype()} and shape {sl.get_shape()}, "
+                                  "expected a 1-D U8 blob")
+        self.blocks_read: list[int] = []
+
+    @property
+    def config(self) -> CodecConfig:
+        return self.header.config
+
+    def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Dequantized weights and biases of block ``index`` (checksum verified)."""
+        if not 0 <= index < len(self.header.block_crc32):
+            raise IndexError(f"block {index} out of range")
+        if self._file is None:
+            raise ValueError(f"{self.path} is closed")
+        try:
+            blob = self._file.get_tensor(f"block.{index}").numpy()
+        except Exception as exc:
+            raise FormatError(f"cannot read block {index} of {self.path} ({_first_line(exc)})") from None
+        if zlib.crc32(blob.tobytes()) != self.header.block_crc32[index]:
+            raise FormatError(f"block {index} of {self.path} is corrupted (checksum mismatch)")
+        self.blocks_read.append(index)
+        try:
+            return unpack_tile(self.config, np.ascontiguousarray(blob))
+        except FormatError:
+            raise
+        except Exception as exc:
+            raise FormatError(f"block {index} of {self.path} cannot be unpacked ({_first_line(exc)})") from None
+
+    def payload_bytes(self) -> int:
+        return sum(int(np.prod(self._file.get_slice(f"block.{k}").get_shape()))
+                   for k in range(len(self.header.block_crc32)))
+
+    def close(self) -> None:
+        self._file = None
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
