@@ -6,11 +6,11 @@ Tiles are seeded per tile and batches are the same whichever rank fits them, so
 the file is the single-process file (see :func:`loe_codec.encode.fit_and_pack`).
 
 Everything exchanged is a pickled Python object (fitted batches, tile blobs, the
-slope, the result) sent with ``all_gather_object`` over gloo (CPU memory): the
-default process group is NCCL when the ranks have GPUs, gloo otherwise, and with
-NCCL a gloo group carries the objects. Every exchange carries either a value or a
+slope, the result) sent with ``all_gather_object`` in a gloo group (CPU memory,
+no GPU memory or NCCL watchdog involved); the default process group is NCCL
+when the ranks have GPUs, gloo otherwise. Every exchange carries either a value or a
 failure, so an error on any rank stops every rank at the same exchange with the
-same exception (the same exit code); nobody waits forever for a rank that died.
+same exception (the same exit code) instead of waiting for a rank that gave up.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Ranks:
 
     rank: int = 0
     size: int = 1
-    group: Any = None  # process group of the object exchanges (None: the default group)
+    group: Any = None  # the (gloo) process group of the object exchanges
 
     @property
     def main(self) -> bool:
@@ -152,20 +152,17 @@ def join(device: str) -> tuple[Ranks, str]:
         device = f"cuda:{local_rank}"
     if not dist.is_available():
         raise UsageError("this torch build has no torch.distributed: run without torchrun")
+    global _object_group
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
         atexit.register(_leave)
-    if dist.get_backend() == "gloo":
-        group = None
-    else:
-        global _object_group
-        if _object_group is None:
-            _object_group = dist.new_group(backend="gloo", timeout=TIMEOUT)
-        group = _object_group
-    return Ranks(dist.get_rank(), dist.get_world_size(), group), device
+        _object_group = None  # one of an earlier, destroyed default group is gone with it
+    if _object_group is None:  # also beside a gloo default group: the CPU tests run the GPU code path
+        _object_group = dist.new_group(backend="gloo", timeout=TIMEOUT)
+    return Ranks(dist.get_rank(), dist.get_world_size(), _object_group), device
 
 
-_object_group = None  # the gloo group beside an NCCL default group
+_object_group = None  # the gloo group of the object exchanges
 
 
 def farewell() -> None:
