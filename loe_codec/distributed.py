@@ -173,5 +173,9 @@ def farewell() -> None:
 
 
 def _leave() -> None:
+    global _object_group
     if dist.is_initialized():
+        if _object_group is not None:
+            dist.destroy_process_group(_object_group)
+            _object_group = None
         dist.destroy_process_group()
