@@ -35,8 +35,24 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 
-def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+def _rank() -> int:
+    """This process's rank under ``torchrun`` (0 otherwise; see :mod:`loe_codec.distributed`)."""
+    if not all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+        return 0
+    return int(os.environ["RANK"]) if os.environ["RANK"].isdigit() else 0
+
+
+def _fail(message: str, code: int, exc: Optional[BaseException] = None) -> None:
+    """Print one error line and exit. Under ``torchrun`` an error every rank raised (an encode's
+    ranks share their errors) is printed by rank 0 alone; others name their rank."""
+    rank, shared = _rank(), getattr(exc, "loe_shared", False)
+    if rank == 0 or not shared:
+        where = f"rank {rank}: " if rank else ""
+        err.print(f"[bold red]error:[/] {where}{message}", highlight=False, soft_wrap=True)
+    if shared:  # torchrun stops every rank when one exits with an error: rank 0 prints first
+        from loe_codec.distributed import farewell
+
+        farewell()
     raise typer.Exit(code)
 
 
@@ -50,21 +66,21 @@ def _errors() -> Iterator[None]:
     except typer.Exit:
         raise
     except LoeError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(str(exc), exc.exit_code, exc)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except MemoryError:
-        _fail("out of memory (try a smaller --tile or region)", 1)
+    except MemoryError as exc:
+        _fail("out of memory (try a smaller --tile or region)", 1, exc)
     except OSError as exc:
-        _fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}", 1)
+        _fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}", 1, exc)
     except Exception as exc:  # an unexpected bug: still one line, with a hint to get details
         import torch
 
         if isinstance(exc, torch.OutOfMemoryError):
-            _fail("out of GPU memory (try --device cpu or a smaller --tile or region)", 1)
+            _fail("out of GPU memory (try --device cpu or a smaller --tile or region)", 1, exc)
         if os.environ.get("LOE_DEBUG", "") not in ("", "0"):
             raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (set LOE_DEBUG=1 for a traceback)", 1)
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set LOE_DEBUG=1 for a traceback)", 1, exc)
 
 
 @contextmanager
@@ -168,6 +184,9 @@ def encode(
     rate (at most one of them). The weights are quantized with steps chosen per tile and layer
     (more bits where they buy more quality), fine-tuned with the quantizer in the loop, then
     entropy-coded.
+
+    Under torchrun (e.g. torchrun --nproc-per-node 8 -m cli encode ...) the processes share the
+    tiles (one GPU each) and rank 0 alone writes the file and prints.
     """
     import loe_codec
     from loe_codec.videoio import looks_like_video
@@ -184,10 +203,12 @@ def encode(
         return
     if chunk is not None:
         _fail("--chunk applies to video inputs only", 2)
-    with _errors(), _progress(quiet) as bar:
-        result = loe_codec.encode(source, output, preset or "balanced", steps=steps, tile=tile, seed=seed, bpp=bpp, psnr=psnr,
-                                  quality=quality, device=device, progress=_stage_callback(bar),
+    with _errors(), _progress(quiet or _rank() != 0) as bar:
+        result = loe_codec.encode(source, output, preset or "balanced", steps=steps, tile=tile, seed=seed,
+                                  bpp=bpp, psnr=psnr, quality=quality, device=device, progress=_stage_callback(bar),
                                   measure_psnr=not no_measure, resume=resume)
+    if _rank() != 0:
+        return
     psnr = f"{result.psnr:.2f} dB" if result.psnr is not None else "not measured"
     _emit(vars(result), as_json,
           f"{result.path}: {result.bytes} bytes, {result.bpp:.4f} bpp, PSNR {psnr}, "

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import distributed
 from .config import CodecConfig, preset as named_preset, slope_for_quality
 from .container import CodecReader
 from .decode import DecodeRequest, TileCache, cache_capacity, iter_strips, render
@@ -66,29 +67,38 @@ def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "
     encode restarted with the same cache (after a crash, or at another rate)
     skips the fits it already has. ``resume`` does that with a folder next to
     the output (``<output>.fits``), removed once the file is written.
+
+    Under ``torchrun`` (several processes, GPUs or nodes) every process calls this with the
+    same arguments: they share the tiles (NCCL between GPUs, each on ``cuda:LOCAL_RANK``; gloo
+    on CPUs), rank 0 alone calls ``progress`` and writes the file (the same file as one
+    process would write), and every process returns the same result or raises the same error.
+    The source must be readable, and ``cache_dir`` shared, by every process.
     """
-    cfg = config if config is not None else named_preset(preset)
-    for name, value in (("steps", steps), ("tile", tile), ("seed", seed)):
-        if value is not None and value < 0:
-            raise UsageError(f"{name} must be >= 0, got {value}")
-    cfg = cfg.with_overrides(steps=steps, tile=tile, seed=seed)
-    if sum(v is not None for v in (bpp, psnr, quality)) > 1:
-        raise UsageError("give at most one of bpp, psnr and quality")
-    if quality is not None:
-        cfg = cfg.with_overrides(slope=slope_for_quality(quality))
-    if cfg.model.dims != 2:
-        raise UsageError(f"images need a 2-D model (dims=2), the config has dims={cfg.model.dims}")
-    output = str(output)
-    if not output.endswith(".loe"):
-        raise UsageError(f"{output}: the output of encode must end in .loe")
-    check_output_location(output)
-    target = RateTarget(bpp=bpp, psnr=psnr)
-    temporary_cache = resume and cache_dir is None
-    if temporary_cache:
-        cache_dir = output + RESUME_SUFFIX
-    result = encode_image(str(source), output, cfg, resolve_device(device), progress, measure_psnr, target,
-                          None if cache_dir is None else str(cache_dir))
-    if temporary_cache:
+    ranks, device = distributed.join(resolve_device(device))
+    with ranks.sharing_failures():  # under torchrun: an error on any rank stops every rank
+        cfg = config if config is not None else named_preset(preset)
+        for name, value in (("steps", steps), ("tile", tile), ("seed", seed)):
+            if value is not None and value < 0:
+                raise UsageError(f"{name} must be >= 0, got {value}")
+        cfg = cfg.with_overrides(steps=steps, tile=tile, seed=seed)
+        if sum(v is not None for v in (bpp, psnr, quality)) > 1:
+            raise UsageError("give at most one of bpp, psnr and quality")
+        if quality is not None:
+            cfg = cfg.with_overrides(slope=slope_for_quality(quality))
+        if cfg.model.dims != 2:
+            raise UsageError(f"images need a 2-D model (dims=2), the config has dims={cfg.model.dims}")
+        output = str(output)
+        if not output.endswith(".loe"):
+            raise UsageError(f"{output}: the output of encode must end in .loe")
+        if ranks.main:  # the one that writes it
+            check_output_location(output)
+        target = RateTarget(bpp=bpp, psnr=psnr)
+        temporary_cache = resume and cache_dir is None
+        if temporary_cache:
+            cache_dir = output + RESUME_SUFFIX
+        result = encode_image(str(source), output, cfg, device, progress, measure_psnr, target,
+                              None if cache_dir is None else str(cache_dir), ranks)
+    if temporary_cache and ranks.main:  # every rank is done with it
         shutil.rmtree(cache_dir, ignore_errors=True)
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -14,6 +15,7 @@ from . import __version__, entropy
 from .config import CodecConfig
 from .container import Header, SourceInfo, overhead_bytes, write_codec
 from .decode import DecodeProgressFn, DecodeRequest, TileCache, TileSource, iter_blocks
+from .distributed import SINGLE, Ranks
 from .errors import UsageError
 from .fit import TileTarget, _PixelPool, finetune_quantized, fit_tiles, tile_seed
 from .fitcache import FitCache
@@ -150,18 +152,25 @@ def with_channels(config: CodecConfig, channels: int) -> CodecConfig:
     return dataclasses.replace(config, model=dataclasses.replace(config.model, out_channels=channels))
 
 
+def batches_of(grid: TileGrid, config: CodecConfig, ranks: Ranks = SINGLE) -> list[list[Tile]]:
+    """The tiles ``tiles_per_batch`` at a time, in tile order: the batches this rank fits."""
+    tiles, per_batch = grid.tiles(), config.fit.tiles_per_batch
+    chunks = [tiles[start:start + per_batch] for start in range(0, len(tiles), per_batch)]
+    return [chunk for b, chunk in enumerate(chunks) if ranks.owns(b)]
+
+
 def fit_batches(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
-                progress: StageProgressFn | None = None, cache: FitCache | None = None):
-    """Fit the tiles ``tiles_per_batch`` at a time; yields ``(FittedBatch, targets)`` per batch.
+                progress: StageProgressFn | None = None, cache: FitCache | None = None,
+                ranks: Ranks = SINGLE):
+    """Fit the tiles ``tiles_per_batch`` at a time; yields ``(FittedBatch, targets)`` per batch
+    (of this rank's batches: batch ``b`` belongs to rank ``b % ranks.size``).
 
     With a ``cache``, batches found there are not fitted again, and new fits are stored.
     """
-    tiles = grid.tiles()
-    per_batch = config.fit.tiles_per_batch
-    total = float(len(tiles) * config.fit.steps)
-    for start in range(0, len(tiles), per_batch):
-        chunk = tiles[start:start + per_batch]
-
+    chunks = batches_of(grid, config, ranks)
+    starts = list(itertools.accumulate((len(chunk) for chunk in chunks), initial=0))  # tiles before each
+    total = float(starts[-1] * config.fit.steps)
+    for chunk, start in zip(chunks, starts):
         def fit_progress(step: int, steps: int, loss: float, done_before: int = start) -> None:
             if progress is not None:
                 progress("fit", done_before * steps + step * len(chunk), total)
@@ -194,7 +203,7 @@ def finish_batch(batch: FittedBatch, targets: list[TileTarget], config: CodecCon
 
 def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
                  progress: StageProgressFn | None = None, target: RateTarget = RateTarget(),
-                 cache: FitCache | None = None) -> tuple[list[np.ndarray], CodecConfig]:
+                 cache: FitCache | None = None, ranks: Ranks = SINGLE) -> tuple[list[np.ndarray], CodecConfig]:
     """Fit, quantize and pack every tile; returns the blobs in tile order and the config they were
     coded with (a rate target resolves to a slope).
 
@@ -203,8 +212,13 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     whole image (from the exact coded sizes, or the PSNR estimated on probe pixels before
     fine-tuning, which only improves it), and a second pass that re-reads each batch's pixels
     for the quantization-aware fine-tuning.
+
+    With several ``ranks`` every rank fits and fine-tunes its own batches and the blobs are
+    gathered (rank 0 returns them all, the others none); with a rate target the fitted batches
+    are gathered first and rank 0 alone solves the slope. A batch's fit depends only on its
+    tiles, so the blobs are those of one process.
     """
-    qat_total = float(len(grid) * config.quant.qat_steps)
+    qat_total = float(sum(len(chunk) for chunk in batches_of(grid, config, ranks)) * config.quant.qat_steps)
 
     def qat_progress(done_before: int, size: int):
         def report(step: int, steps: int, loss: float) -> None:
@@ -212,14 +226,22 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
                 progress("quantize", done_before * steps + step * size, qat_total)
         return report
 
-    blobs: list[np.ndarray] = []
+    def in_tile_order(per_rank: list[list[list[np.ndarray]]]) -> list[np.ndarray]:
+        return [blob for blobs in ranks.in_batch_order(per_rank) for blob in blobs]
+
+    done = 0  # tiles finished here
     if target.bpp is None and target.psnr is None:
-        for batch, targets in fit_batches(image, grid, config, device, progress, cache):
-            blobs += finish_batch(batch, targets, config, device, qat_progress(len(blobs), len(batch.tiles)))
-        return blobs, config
-    batches = [batch for batch, _ in fit_batches(image, grid, config, device, progress, cache)]
+        finished = []  # blobs of each of this rank's batches
+        for batch, targets in fit_batches(image, grid, config, device, progress, cache, ranks):
+            finished.append(finish_batch(batch, targets, config, device, qat_progress(done, len(batch.tiles))))
+            done += len(batch.tiles)
+        per_rank = ranks.gather(finished)
+        return in_tile_order(per_rank) if ranks.main else [], config
+    mine = [batch for batch, _ in fit_batches(image, grid, config, device, progress, cache, ranks)]
+    batches = ranks.in_batch_order(ranks.gather(mine))
     pixels = grid.width * grid.height
-    if target.bpp is not None:
+    slope = None
+    if ranks.main and target.bpp is not None:
         # Bisection on the closed-form size estimate, then on exact coded sizes near its answer.
         header = make_header(image, config.with_overrides(slope=1.0), {"psnr": 99.9999})
         budget = target.bpp * pixels / 8 - overhead_bytes(header)
@@ -232,18 +254,29 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
 
         guess = solve_slope(estimate, budget)
         slope = solve_slope(size, budget, guess / 2, guess * 2, iterations=12)
-    else:
+    elif ranks.main:
         def quality(slope: float) -> float:
             error = sum(float(batch.squared_error(slope).sum()) for batch in batches)
             return psnr_from_mse(error / pixels, peak=1.0)
         slope = solve_slope(quality, target.psnr)
-    config = config.with_overrides(slope=slope)
-    for batch in batches:
+    del batches  # rank 0 solved the slope: each rank now needs its own batches only
+    config = config.with_overrides(slope=ranks.from_main(slope))
+    finished = []
+    for batch in mine:
         targets = tile_targets(image, grid, config, batch.tiles)
-        blobs += finish_batch(batch, targets, config, device, qat_progress(len(blobs), len(batch.tiles)))
-    if target.psnr is not None and config.quant.qat_steps > 0:
+        finished.append(finish_batch(batch, targets, config, device, qat_progress(done, len(batch.tiles))))
+        done += len(batch.tiles)
+    retune = target.psnr is not None and config.quant.qat_steps > 0
+    # The fine-tuned networks meet on rank 0 too when they decide a coarser slope.
+    per_rank = ranks.gather((finished, mine if retune else None))
+    if not ranks.main:
+        return [], config
+    blobs = in_tile_order([blobs for blobs, _ in per_rank])
+    if retune:
         # Fine-tuning gained quality the estimate did not count: spend it on a coarser slope,
         # measured on the fine-tuned networks themselves.
+        batches = ranks.in_batch_order([tuned for _, tuned in per_rank])
+
         def tuned_quality(slope: float) -> float:
             error = sum(float(batch.squared_error(slope).sum()) for batch in batches)
             return psnr_from_mse(error / pixels, peak=1.0)
@@ -267,22 +300,31 @@ def measure(source: TileSource | TileCache, grid: TileGrid, image: ImageSource, 
 
 def encode_image(source_path: str, output_path: str, config: CodecConfig, device: str = "cpu",
                  progress: StageProgressFn | None = None, measure_psnr: bool = True,
-                 target: RateTarget = RateTarget(), cache_dir: str | None = None) -> EncodeResult:
-    """Encode an image file into a `.loe` file. See :func:`loe_codec.encode` for the public entry point."""
+                 target: RateTarget = RateTarget(), cache_dir: str | None = None,
+                 ranks: Ranks = SINGLE) -> EncodeResult:
+    """Encode an image file into a `.loe` file. See :func:`loe_codec.encode` for the public entry point.
+
+    With several ``ranks`` every rank calls it: they share the fitting, rank 0 alone reports
+    ``progress``, measures and writes the file, and every rank returns rank 0's result.
+    """
     started = time.perf_counter()
     image = ImageSource(source_path)
     config = with_channels(config, image.channels)
     grid = TileGrid(image.width, image.height, config.tile.size, config.tile.margin)
     cache = FitCache(cache_dir) if cache_dir is not None else None
-    blobs, config = fit_and_pack(image, grid, config, device, progress, target, cache)
-    stats: dict = {}
-    psnr = None
-    if measure_psnr:
-        stage = (lambda done, total: progress("measure", done, total)) if progress is not None else None
-        errors = measure(BlobSource(config, blobs), grid, image, device, stage)
-        psnr = errors.psnr()
-        stats["psnr"] = round(psnr, 4)
-    size = write_codec(output_path, make_header(image, config, stats), blobs)
-    return EncodeResult(str(output_path), size, bits_per_pixel(size, image.width, image.height), psnr,
-                        len(grid), time.perf_counter() - started)
-
+    ranks.gather(None)  # every rank got this far (else all stop here, before fitting in vain)
+    progress = progress if ranks.main else None
+    blobs, config = fit_and_pack(image, grid, config, device, progress, target, cache, ranks)
+    result = None
+    if ranks.main:  # holds every blob
+        stats: dict = {}
+        psnr = None
+        if measure_psnr:
+            stage = (lambda done, total: progress("measure", done, total)) if progress is not None else None
+            errors = measure(BlobSource(config, blobs), grid, image, device, stage)
+            psnr = errors.psnr()
+            stats["psnr"] = round(psnr, 4)
+        size = write_codec(output_path, make_header(image, config, stats), blobs)
+        result = EncodeResult(str(output_path), size, bits_per_pixel(size, image.width, image.height), psnr,
+                              len(grid), time.perf_counter() - started)
+    return ranks.from_main(result)
