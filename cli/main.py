@@ -209,6 +209,8 @@ def encode(
                                   measure_psnr=not no_measure, resume=resume)
     if _rank() != 0:
         return
+    for note in result.notes:
+        _warn(note)
     psnr = f"{result.psnr:.2f} dB" if result.psnr is not None else "not measured"
     _emit(vars(result), as_json,
           f"{result.path}: {result.bytes} bytes, {result.bpp:.4f} bpp, PSNR {psnr}, "

@@ -23,9 +23,11 @@ from .imageio import ImageSource
 from .metrics import ErrorAccumulator, bits_per_pixel, psnr_from_mse
 from .model import TiledLoE
 from .quantize import quantize_bias, quantize_to_step, storable_steps
-from .rate import Probe, estimated_bits, layer_sensitivity, solve_slope, steps_for_slope
+from .rate import SLOPE_RANGE, Probe, estimated_bits, layer_sensitivity, solve_slope, steps_for_slope
 from .tileblob import TileParameters, laplace_fixed_bytes, pack_laplace, unpack_tile
 from .tiling import Tile, TileGrid
+
+CEILING_MARGIN_DB = 0.1  # an unreachable PSNR target codes this far below the network's ceiling
 
 StageProgressFn = Callable[[str, float, float], None]
 """``progress(stage, done, total)`` with stage ``"fit"``, ``"quantize"`` or ``"measure"``."""
@@ -59,6 +61,8 @@ class EncodeResult:
     psnr: float | None
     tiles: int
     seconds: float
+    notes: tuple[str, ...] = ()
+    """Things the user should know (e.g. a PSNR target beyond what the preset's network reaches)."""
 
 
 class BlobSource:
@@ -203,7 +207,8 @@ def finish_batch(batch: FittedBatch, targets: list[TileTarget], config: CodecCon
 
 def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
                  progress: StageProgressFn | None = None, target: RateTarget = RateTarget(),
-                 cache: FitCache | None = None, ranks: Ranks = SINGLE) -> tuple[list[np.ndarray], CodecConfig]:
+                 cache: FitCache | None = None, ranks: Ranks = SINGLE,
+                 notes: list[str] | None = None) -> tuple[list[np.ndarray], CodecConfig]:
     """Fit, quantize and pack every tile; returns the blobs in tile order and the config they were
     coded with (a rate target resolves to a slope).
 
@@ -258,7 +263,15 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
         def quality(slope: float) -> float:
             error = sum(float(batch.squared_error(slope).sum()) for batch in batches)
             return psnr_from_mse(error / pixels, peak=1.0)
-        slope = solve_slope(quality, target.psnr)
+        ceiling = quality(SLOPE_RANGE[0])
+        goal = target.psnr
+        if ceiling < goal:
+            # Unreachable: finer steps would spend many bits for nothing; stop just below the ceiling.
+            goal = ceiling - CEILING_MARGIN_DB
+            if notes is not None:
+                notes.append(f"the {config.preset} network reaches about {ceiling:.2f} dB on this image, below "
+                             f"the {target.psnr:g} dB asked; coded near that ceiling (a bigger preset may reach it)")
+        slope = solve_slope(quality, goal)
     del batches  # rank 0 solved the slope: each rank now needs its own batches only
     config = config.with_overrides(slope=ranks.from_main(slope))
     finished = []
@@ -280,7 +293,8 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
         def tuned_quality(slope: float) -> float:
             error = sum(float(batch.squared_error(slope).sum()) for batch in batches)
             return psnr_from_mse(error / pixels, peak=1.0)
-        coarser = solve_slope(tuned_quality, target.psnr, low=config.quant.slope, iterations=20)
+        goal = min(target.psnr, tuned_quality(config.quant.slope))
+        coarser = solve_slope(tuned_quality, goal, low=config.quant.slope, iterations=20)
         if coarser > config.quant.slope:
             config = config.with_overrides(slope=coarser)
             blobs = [b for batch in batches for b in pack_batch(batch, coarser, config)]
@@ -314,7 +328,8 @@ def encode_image(source_path: str, output_path: str, config: CodecConfig, device
     cache = FitCache(cache_dir) if cache_dir is not None else None
     ranks.gather(None)  # every rank got this far (else all stop here, before fitting in vain)
     progress = progress if ranks.main else None
-    blobs, config = fit_and_pack(image, grid, config, device, progress, target, cache, ranks)
+    notes: list[str] = []
+    blobs, config = fit_and_pack(image, grid, config, device, progress, target, cache, ranks, notes)
     result = None
     if ranks.main:  # holds every blob
         stats: dict = {}
@@ -326,5 +341,5 @@ def encode_image(source_path: str, output_path: str, config: CodecConfig, device
             stats["psnr"] = round(psnr, 4)
         size = write_codec(output_path, make_header(image, config, stats), blobs)
         result = EncodeResult(str(output_path), size, bits_per_pixel(size, image.width, image.height), psnr,
-                              len(grid), time.perf_counter() - started)
+                              len(grid), time.perf_counter() - started, tuple(notes))
     return ranks.from_main(result)

@@ -219,6 +219,18 @@ def test_psnr_target_is_used(encoded, tmp_path):
     assert result.psnr >= target - 0.5, (result.psnr, target)
 
 
+def test_unreachable_psnr_target_is_coded_near_the_ceiling_with_a_note(encoded, tmp_path):
+    _, png, default = encoded
+    result = loe_codec.encode(png, tmp_path / "high.loe", config=tiny_config(steps=100), psnr=99.0, device="cpu")
+    assert len(result.notes) == 1 and "99 dB" in result.notes[0]
+    # Not the finest steps the slope range allows: those would cost far more bits for nothing.
+    finest = loe_codec.encode(png, tmp_path / "finest.loe", config=tiny_config(steps=100).with_overrides(slope=1e-7),
+                              device="cpu")
+    assert result.bytes < 0.9 * finest.bytes
+    assert result.psnr > finest.psnr - 0.5
+    assert default.notes == ()
+
+
 def test_rate_choices_are_exclusive(crop_png, tmp_path):
     for kwargs in (dict(bpp=4.0, psnr=30.0), dict(bpp=4.0, quality=50), dict(psnr=30.0, quality=50)):
         with pytest.raises(UsageError):
