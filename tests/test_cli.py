@@ -55,6 +55,13 @@ def test_encode_prints_a_summary(runner, tiny_png, tmp_path):
     assert out.exists() and "bpp" in result.stdout and "PSNR" in result.stdout
 
 
+def test_encode_warns_when_a_psnr_target_is_out_of_reach(runner, tiny_png, tmp_path):
+    out = tmp_path / "x.loe"
+    result = runner.invoke(app, ["encode", str(tiny_png), "-o", str(out), *FAST, "--psnr", "99"])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and result.stderr.startswith("warning:") and "99 dB" in result.stderr
+
+
 def test_encode_json(runner, tiny_png, tmp_path):
     out = tmp_path / "x.loe"
     result = runner.invoke(app, ["encode", str(tiny_png), "-o", str(out), *FAST, "--json", "--seed", "4"])
