@@ -41,6 +41,17 @@ METADATA_KEY = "loe"
 MAX_SIDE = 1 << 24  # pixels per side a header may claim
 
 
+def load_header_json(text: str) -> dict:
+    """The JSON object of a `.loe` header (image or video); :class:`FormatError` if it is not one."""
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"the header is not valid JSON ({exc})") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
+        raise FormatError("not a loe-codec file (the header names another format)")
+    return d
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """The image that was encoded."""
@@ -82,12 +93,7 @@ class Header:
 
     @classmethod
     def from_json(cls, text: str) -> "Header":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"the header is not valid JSON ({exc})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
-            raise FormatError("not a loe-codec file (the header names another format)")
+        d = load_header_json(text)
         version = d.get("version")
         if not isinstance(version, int) or version < 1:
             raise FormatError(f"invalid format version {version!r}")

@@ -30,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import CodecConfig
-from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line
+from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, load_header_json
 from .tileblob import unpack_tile
 from .errors import FormatError
 from .files import atomic_output, require_file
@@ -115,12 +115,7 @@ class VideoHeader:
 
     @classmethod
     def from_json(cls, text: str) -> "VideoHeader":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"the header is not valid JSON ({exc})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
-            raise FormatError("not a loe-codec file (the header names another format)")
+        d = load_header_json(text)
         if d.get("kind") != "video":
             raise FormatError(f"not a video .loe file (its content kind is {d.get('kind')!r})")
         version = d.get("version")
