@@ -170,20 +170,27 @@ def overhead_bytes(header: Header) -> int:
     return len(save(tensors, metadata={METADATA_KEY: header.to_json()})) - 1 + 16
 
 
+def open_loe(path: str | os.PathLike):
+    """Open a `.loe` file lazily: ``(path, safetensors handle, header JSON text, tensor names)``;
+    :class:`FormatError` if it is not a safetensors file with a loe header."""
+    path = require_file(path)
+    try:
+        handle = safe_open(str(path), framework="pt")
+        meta = handle.metadata() or {}
+        keys = set(handle.keys())
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise FormatError(f"{path} is not a readable .loe file ({_first_line(exc)})") from None
+    if METADATA_KEY not in meta:
+        raise FormatError(f"{path} is a safetensors file but not a .loe file (no loe header)")
+    return path, handle, meta[METADATA_KEY], keys
+
+
 class CodecReader:
     """A `.loe` file opened lazily: the header at once, tiles on demand, each validated."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = require_file(path)
-        try:
-            self._file = safe_open(str(self.path), framework="pt")
-            meta = self._file.metadata() or {}
-            keys = set(self._file.keys())
-        except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise FormatError(f"{self.path} is not a readable .loe file ({_first_line(exc)})") from None
-        if METADATA_KEY not in meta:
-            raise FormatError(f"{self.path} is a safetensors file but not a .loe file (no loe header)")
-        self.header = Header.from_json(meta[METADATA_KEY])
+        self.path, self._file, header, keys = open_loe(path)
+        self.header = Header.from_json(header)
         self.size_bytes = self.path.stat().st_size
         if self.header.version == 1:
             self._check_v1(keys)

@@ -30,10 +30,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import CodecConfig
-from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, load_header_json
+from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, load_header_json, open_loe
 from .tileblob import unpack_tile
 from .errors import FormatError
-from .files import atomic_output, require_file
+from .files import atomic_output
 from .video_tiling import SpaceTimeGrid
 
 VIDEO_FORMAT_VERSION = 1
@@ -182,16 +182,8 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = require_file(path)
-        try:
-            self._file = safe_open(str(self.path), framework="pt")
-            meta = self._file.metadata() or {}
-            keys = set(self._file.keys())
-        except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise FormatError(f"{self.path} is not a readable .loe file ({_first_line(exc)})") from None
-        if METADATA_KEY not in meta:
-            raise FormatError(f"{self.path} is a safetensors file but not a .loe file (no loe header)")
-        self.header = VideoHeader.from_json(meta[METADATA_KEY])
+        self.path, self._file, header, keys = open_loe(path)
+        self.header = VideoHeader.from_json(header)
         self.size_bytes = self.path.stat().st_size
         count = len(self.header.grid)
         expected = {f"block.{k}" for k in range(count)}
