@@ -172,7 +172,7 @@ def encode_batch(sources: list[Path], outputs: list[Path], config: CodecConfig, 
     # Sensitivities, quantization-aware fine-tuning and packing are per tile: one batch for all images.
     tiles = [t for grid in grids for t in grid.tiles()]
     probe = Probe.of(targets, [(t.x1 - t.x0) * (t.y1 - t.y0) for t in tiles])
-    batch = FittedBatch(tiles, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES))
+    batch = FittedBatch.of(tiles, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES), config)
     blobs = finish_batch(batch, targets, config, device)
     first = 0
     for image, grid, output in zip(images, grids, outputs):

@@ -70,9 +70,9 @@ def general_purpose_bytes(batch, slope: float) -> dict:
 
     steps = batch_steps(batch, slope)
     out = {"raw": 0, "zstd19": 0, "brotli11": 0, "range_coder": 0}
+    integers = batch.integers(steps)
     for k in range(len(batch.tiles)):
-        ints = [torch.round(w[k].detach() / steps[k, i]).numpy().astype(np.int32)
-                for i, w in enumerate(batch.model.weights)]
+        ints = [q[k].numpy().astype(np.int32) for q in integers]
         dtype = np.int8 if max(int(np.abs(a).max()) for a in ints) < 128 else np.int16
         raw = b"".join(a.astype(dtype).tobytes() for a in ints)
         out["raw"] += len(raw)

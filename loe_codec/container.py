@@ -1,6 +1,6 @@
 """The `.loe` container: one safetensors file.
 
-Layout (format version 2):
+Layout (format version 3):
 
 * ``__metadata__["loe"]``: a JSON header: format name and version, the source
   image (width, height, channels, bit depth), the tile grid, the full
@@ -10,7 +10,8 @@ Layout (format version 2):
 * ``tile_offsets``: ``int64 [tiles + 1]``, where each blob starts (and the end);
 * ``tile_crc32``: ``int64 [tiles]``, the CRC-32 of every blob.
 
-Format 1 (read only) held one ``uint8`` tensor ``tile.{k}`` per tile of a fixed
+Format 2 (read only) is format 3 without weight references: its tiles code the
+weights themselves (``QuantConfig.reference`` is ``"none"``). Format 1 (read only) held one ``uint8`` tensor ``tile.{k}`` per tile of a fixed
 size (raw int8 weights) and the CRC-32s in the JSON header.
 
 A decoder opens the file lazily and reads only the tiles a region needs.
@@ -29,14 +30,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save, save_file
 
-from .config import CodecConfig
+from .config import REFERENCES, CodecConfig
 from .errors import FormatError
 from .files import atomic_output, require_file
 from .tileblob import TileParameters, int8_bytes, unpack_tile
 from .tiling import TileGrid
 
 FORMAT_NAME = "loe-codec"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+FIRST_REFERENCE_VERSION = 3  # image files code weights against a reference from here on
 METADATA_KEY = "loe"
 MAX_SIDE = 1 << 24  # pixels per side a header may claim
 
@@ -50,6 +52,21 @@ def load_header_json(text: str) -> dict:
     if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
         raise FormatError("not a loe-codec file (the header names another format)")
     return d
+
+
+def config_from_header(config: dict, with_reference: bool) -> CodecConfig:
+    """The codec config of a header's ``config`` object; files of a format from before weight
+    references (``with_reference`` False) code the weights themselves. :class:`FormatError` names a
+    reference this decoder does not have; ``ValueError`` for other invalid configs."""
+    quant = config["quant"]
+    if not isinstance(quant, dict):
+        raise ValueError("the quantization config must be an object")
+    if not with_reference:
+        quant = {**quant, "reference": "none"}
+    elif quant.get("reference") not in REFERENCES:
+        raise FormatError(f"this file's weights are coded against the reference {quant.get('reference')!r}, "
+                          f"which this decoder does not have (it has {', '.join(REFERENCES)}); upgrade loe-codec")
+    return CodecConfig.from_dict({**config, "quant": quant})
 
 
 @dataclass(frozen=True)
@@ -107,7 +124,7 @@ class Header:
             config_dict = d["config"]
             if version == 1:  # format 1 predates the scheme field: its weights are raw int8
                 config_dict = {**config_dict, "quant": {**config_dict["quant"], "scheme": "int8"}}
-            config = CodecConfig.from_dict(config_dict)
+            config = config_from_header(config_dict, version >= FIRST_REFERENCE_VERSION)
             crcs = [int(c) for c in d["tile_crc32"]] if version == 1 else []
             stats = dict(d.get("stats", {}))
             tiles = d["tiles"]
@@ -136,7 +153,7 @@ class Header:
 
 
 def write_codec(path: str | os.PathLike, header: Header, blobs: list[np.ndarray]) -> int:
-    """Write a `.loe` file (format 2) atomically (temporary name, then rename). Returns its size in bytes.
+    """Write a `.loe` file (format 3) atomically (temporary name, then rename). Returns its size in bytes.
 
     ``blobs`` holds one ``uint8`` blob per tile, in tile order.
     """
@@ -250,7 +267,7 @@ class CodecReader:
             raise FormatError(f"cannot read tile {index} of {self.path} ({_first_line(exc)})") from None
         if zlib.crc32(blob.tobytes()) != self.header.tile_crc32[index]:
             raise FormatError(f"tile {index} of {self.path} is corrupted (checksum mismatch)")
-        return unpack_tile(self.config, blob)
+        return unpack_tile(self.config, blob, index)
 
     def close(self) -> None:
         self._file = None

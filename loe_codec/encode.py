@@ -17,13 +17,14 @@ from .container import Header, SourceInfo, overhead_bytes, write_codec
 from .decode import DecodeProgressFn, DecodeRequest, TileCache, TileSource, iter_blocks
 from .distributed import SINGLE, Ranks
 from .errors import UsageError
-from .fit import TileTarget, _PixelPool, finetune_quantized, fit_tiles, tile_seed
+from .fit import TileTarget, _PixelPool, finetune_quantized, fit_tiles
 from .fitcache import FitCache
 from .imageio import ImageSource
 from .metrics import ErrorAccumulator, bits_per_pixel, psnr_from_mse
 from .model import TiledLoE
-from .quantize import quantize_bias, quantize_to_step, storable_steps
+from .quantize import dequantize_steps, quantize_bias, quantize_to_step, step_integers, storable_steps
 from .rate import SLOPE_RANGE, Probe, estimated_bits, layer_sensitivity, solve_slope, steps_for_slope
+from .reference import batch_references, fitted_gains, tile_seed
 from .tileblob import TileParameters, laplace_fixed_bytes, pack_laplace, unpack_tile
 from .tiling import Tile, TileGrid
 
@@ -73,7 +74,7 @@ class BlobSource:
         self.blobs = blobs
 
     def read_tile(self, index: int) -> TileParameters:
-        return unpack_tile(self.config, np.asarray(self.blobs[index]))
+        return unpack_tile(self.config, np.asarray(self.blobs[index]), index)
 
 
 def tile_targets(image: ImageSource, grid: TileGrid, config: CodecConfig,
@@ -93,32 +94,59 @@ PSNR_PROBE_SAMPLES = 1024  # pixels per tile kept to estimate the PSNR of a cand
 
 @dataclass
 class FittedBatch:
-    """A batch of fitted float tile networks, their layers' sensitivities ``[T, layers]`` and a
-    small probe of their pixels (to estimate the error of a quantization)."""
+    """A batch of fitted float tile networks, their layers' sensitivities ``[T, layers]``, a small
+    probe of their pixels (to estimate the error of a quantization) and, when the config codes
+    against a reference, the offsets ``gain * reference`` the integers are counted from (per
+    layer ``[T, banks, in, out]``) with their float16-exact ``gains`` ``[T, layers]``.
+
+    The gains are fitted once, to the float networks: fine-tuning then rounds onto the grids
+    they shift, and the file stores the same gains.
+    """
 
     tiles: list[Tile]
     model: TiledLoE
     sensitivity: torch.Tensor
     probe: Probe
+    gains: torch.Tensor | None = None
+    offsets: list[torch.Tensor] | None = None
+
+    @classmethod
+    def of(cls, tiles: list[Tile], model: TiledLoE, sensitivity: torch.Tensor, probe: Probe,
+           config: CodecConfig) -> "FittedBatch":
+        """A batch of ``tiles`` (or video blocks: anything with an ``index``) coded as ``config`` says."""
+        if config.quant.reference == "none":
+            return cls(tiles, model, sensitivity, probe)
+        refs = batch_references(config.model, [tile_seed(config.fit.seed, t.index) for t in tiles])
+        gains = fitted_gains(list(model.weights), refs)
+        offsets = [gains[:, layer].view(-1, 1, 1, 1) * ref for layer, ref in enumerate(refs)]
+        return cls(tiles, model, sensitivity, probe, gains, offsets)
+
+    def offset(self, layer: int) -> torch.Tensor | None:
+        """Offsets ``[T, banks, in, out]`` of ``layer`` (None without a reference)."""
+        return None if self.offsets is None else self.offsets[layer]
+
+    def integers(self, steps: torch.Tensor) -> list[torch.Tensor]:
+        """Float integers ``[T, banks, in, out]`` per layer of the weights quantized with ``steps`` ``[T, layers]``."""
+        return [step_integers(w.detach(), steps[:, i].view(-1, 1, 1, 1), self.offset(i))
+                for i, w in enumerate(self.model.weights)]
 
     def squared_error(self, slope: float) -> torch.Tensor:
         """Estimated squared error ``[T]`` of the batch quantized at ``slope`` (no fine-tuning)."""
         steps = batch_steps(self, slope)
-        weights = [torch.round(w.detach() / steps[:, i].view(-1, 1, 1, 1)) * steps[:, i].view(-1, 1, 1, 1)
-                   for i, w in enumerate(self.model.weights)]
+        weights = [dequantize_steps(q, steps[:, i].view(-1, 1, 1, 1), self.offset(i))
+                   for i, q in enumerate(self.integers(steps))]
         biases = [b.detach().half().float() for b in self.model.biases]
         return self.probe.squared_error(TiledLoE(self.model.config, weights, biases))
 
-
-def quantized_tile(model: TiledLoE, index: int, steps: torch.Tensor) -> list[np.ndarray]:
-    """Integer weights of tile ``index`` for float16-exact ``steps`` ``[layers]``."""
-    return [quantize_to_step(w[index], steps[layer]).numpy() for layer, w in enumerate(model.weights)]
-
-
-def pack_quantized(model: TiledLoE, index: int, steps: torch.Tensor, config: CodecConfig) -> np.ndarray:
-    """Quantize tile ``index`` of ``model`` with ``steps`` ``[layers]`` and pack its blob."""
-    biases = [quantize_bias(b[index], config.quant) for b in model.biases]
-    return pack_laplace(config, quantized_tile(model, index, steps), steps.tolist(), biases)
+    def pack(self, index: int, steps: torch.Tensor, config: CodecConfig) -> np.ndarray:
+        """The blob of tile ``index`` (position in the batch) quantized with float16-exact ``steps`` ``[layers]``."""
+        model = self.model
+        ints = [quantize_to_step(w[index], steps[layer],
+                                 None if self.offsets is None else self.offsets[layer][index]).numpy()
+                for layer, w in enumerate(model.weights)]
+        biases = [quantize_bias(b[index], config.quant) for b in model.biases]
+        gains = None if self.gains is None else self.gains[index].tolist()
+        return pack_laplace(config, ints, steps.tolist(), biases, gains)
 
 
 def batch_steps(batch: FittedBatch, slope: float) -> torch.Tensor:
@@ -126,23 +154,22 @@ def batch_steps(batch: FittedBatch, slope: float) -> torch.Tensor:
 
     Never so fine that an integer would leave the entropy coder's range.
     """
-    peak = torch.stack([w.detach().abs().flatten(1).amax(dim=1) for w in batch.model.weights], dim=1)
+    peak = torch.stack([(w.detach() if batch.offsets is None else w.detach() - batch.offsets[i])
+                        .abs().flatten(1).amax(dim=1) for i, w in enumerate(batch.model.weights)], dim=1)
     finest = peak * 1.01 / entropy.MAX_MAGNITUDE
     return storable_steps(torch.maximum(steps_for_slope(batch.sensitivity, slope), finest))
 
 
 def batch_size_estimate(batch: FittedBatch, slope: float, config: CodecConfig) -> float:
     """Estimated bytes of a batch's blobs at ``slope`` (ideal code lengths; the coder adds a few bytes)."""
-    steps = batch_steps(batch, slope)
-    bits = sum(estimated_bits(torch.round(w.detach() / steps[:, i].view(-1, 1, 1, 1)))
-               for i, w in enumerate(batch.model.weights))
+    bits = sum(estimated_bits(q) for q in batch.integers(batch_steps(batch, slope)))
     return float(bits.sum()) / 8 + len(batch.tiles) * (laplace_fixed_bytes(config) + 4)
 
 
 def pack_batch(batch: FittedBatch, slope: float, config: CodecConfig) -> list[np.ndarray]:
     """Blobs of every tile of a batch quantized at ``slope`` (no fine-tuning)."""
     steps = batch_steps(batch, slope)
-    return [pack_quantized(batch.model, k, steps[k], config) for k in range(len(batch.tiles))]
+    return [batch.pack(k, steps[k], config) for k in range(len(batch.tiles))]
 
 
 def make_header(image: ImageSource, config: CodecConfig, stats: dict | None = None) -> Header:
@@ -184,11 +211,11 @@ def fit_batches(image: ImageSource, grid: TileGrid, config: CodecConfig, device:
         stored = cache.load(key, config) if cache is not None else None
         if stored is not None:
             fit_progress(config.fit.steps, config.fit.steps, 0.0)
-            yield FittedBatch(chunk, *stored), targets
+            yield FittedBatch.of(chunk, *stored, config), targets
             continue
         model = fit_tiles(config.model, config.fit, targets, device=device, progress=fit_progress)
         probe = Probe.of(targets, [(t.x1 - t.x0) * (t.y1 - t.y0) for t in chunk])
-        batch = FittedBatch(chunk, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES))
+        batch = FittedBatch.of(chunk, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES), config)
         if cache is not None:
             cache.store(key, batch.model, batch.sensitivity, batch.probe)
         yield batch, targets
@@ -201,8 +228,8 @@ def finish_batch(batch: FittedBatch, targets: list[TileTarget], config: CodecCon
     steps = batch_steps(batch, config.quant.slope)
     if config.quant.qat_steps > 0:
         batch.model = finetune_quantized(batch.model, steps, config.fit, config.quant, targets, device, progress,
-                                         pool_type)
-    return [pack_quantized(batch.model, k, steps[k], config) for k in range(len(batch.tiles))]
+                                         pool_type, batch.offsets)
+    return [batch.pack(k, steps[k], config) for k in range(len(batch.tiles))]
 
 
 def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,

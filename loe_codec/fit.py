@@ -12,6 +12,7 @@ import torch
 from .config import FitConfig, ModelConfig, QuantConfig
 from .errors import CodecRuntimeError
 from .model import TiledLoE
+from .reference import tile_seed  # noqa: F401  (re-exported: fitting seeds each tile)
 
 ProgressFn = Callable[[int, int, float], None]
 """``progress(step_done, total_steps, current_loss)``."""
@@ -35,11 +36,6 @@ class TileTarget:
     extent_x: float
     extent_y: float
     seed: int
-
-
-def tile_seed(seed: int, tile_index: int) -> int:
-    """Seed of one tile's initialisation: depends only on the run seed and the tile."""
-    return (int(seed) * 1_000_003 + int(tile_index) * 7919 + 17) & 0x7FFFFFFF
 
 
 def learning_rate(step: int, cfg: FitConfig) -> float:
@@ -96,9 +92,11 @@ def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarg
 
 def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig, quant_cfg: QuantConfig,
                        targets: list, device: str | torch.device = "cpu",
-                       progress: ProgressFn | None = None, pool_type: type = _PixelPool) -> TiledLoE:
+                       progress: ProgressFn | None = None, pool_type: type = _PixelPool,
+                       offsets: list[torch.Tensor] | None = None) -> TiledLoE:
     """Quantization-aware fine-tuning: ``quant_cfg.qat_steps`` more steps with the weights rounded to
-    ``steps`` ``[T, layers]`` in the forward pass (straight-through gradients).
+    ``steps`` ``[T, layers]`` (on grids shifted by ``offsets``, per layer shaped like its weights)
+    in the forward pass (straight-through gradients).
 
     The learning rate decays from ``qat_learning_rate`` like the fit's does. Returns the model with
     quantization turned off again (its float weights now sit where rounding costs little).
@@ -106,7 +104,7 @@ def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig,
     """
     qat = dataclasses.replace(fit_cfg, steps=quant_cfg.qat_steps, learning_rate=quant_cfg.qat_learning_rate,
                               warmup_steps=0)
-    model.quantize_in_loop(steps)
+    model.quantize_in_loop(steps, offsets)
     try:
         return train(model, qat, targets, torch.device(device), targets[0].seed + 1, progress, pool_type)
     finally:
@@ -120,7 +118,7 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
     the CPU."""
     model = model.to(device)
     if model.quant_steps is not None:
-        model.quantize_in_loop(model.quant_steps)  # follow the model to the device
+        model.quantize_in_loop(model.quant_steps, model.quant_offsets)  # follow the model to the device
     pool = pool_type(targets, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)

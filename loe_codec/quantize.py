@@ -52,11 +52,24 @@ def storable_steps(steps: torch.Tensor) -> torch.Tensor:
     return steps.clamp(MIN_STEP, MAX_STEP).to(torch.float16).float()
 
 
-def quantize_to_step(weight: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-    """Integers ``round(weight / step)`` (int32, same shape); ``step`` broadcasts against ``weight``."""
-    return torch.round(weight.detach() / step).to(torch.int32)
+def quantize_to_step(weight: torch.Tensor, step: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """Integers ``round((weight - offset) / step)`` (int32, same shape); ``step`` and ``offset``
+    broadcast against ``weight`` (no offset: 0)."""
+    return step_integers(weight.detach(), step, offset).to(torch.int32)
 
 
-def fake_quantize(weight: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-    """``round(weight / step) * step`` forward, identity backward (straight-through estimator)."""
-    return weight + (torch.round(weight / step) * step - weight).detach()
+def step_integers(weight: torch.Tensor, step: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """``round((weight - offset) / step)`` as floats (no offset: 0)."""
+    return torch.round((weight if offset is None else weight - offset) / step)
+
+
+def dequantize_steps(ints: torch.Tensor, step: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """The weights a decoder rebuilds from integers: ``offset + ints * step`` (float32)."""
+    values = ints.float() * step
+    return values if offset is None else offset + values
+
+
+def fake_quantize(weight: torch.Tensor, step: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """``offset + round((weight - offset) / step) * step`` forward, identity backward (straight-through)."""
+    rounded = dequantize_steps(step_integers(weight, step, offset), step, offset)
+    return weight + (rounded - weight).detach()

@@ -1,12 +1,17 @@
 """The bytes of one tile network: packing and unpacking for each quantization scheme.
 
-``laplace`` (format 2), little-endian, back to back:
+``laplace`` (formats 2 and 3), little-endian, back to back:
 
-* per layer: the step (float16), the Laplace ``ratio_code`` (uint16) and the
-  largest magnitude (uint16): 6 bytes a layer;
+* per layer: the step (float16), with a reference (format 3) the gain of the
+  reference (float16), the Laplace ``ratio_code`` (uint16) and the largest
+  magnitude (uint16): 6 bytes a layer (8 with a reference);
 * per layer: the bias ``[out]`` (``quant.bias_dtype``);
 * the range-coded integers of every layer's weights ``[banks, in, out]`` (C
   order, layer after layer) as uint32 words, to the end of the blob.
+
+A layer's weights are ``gain * reference + step * integers`` where ``reference``
+is the tile's seeded initialisation (:mod:`loe_codec.reference`), or
+``step * integers`` without a reference.
 
 ``int8`` (format 1, read only): per layer the int8 weights ``[banks, in, out]``,
 float16 scales ``[banks, out]`` and the bias, a fixed size per config.
@@ -20,9 +25,11 @@ import torch
 from . import entropy
 from .config import CodecConfig
 from .errors import FormatError
-from .quantize import QuantizedTensor, dequantize_weight
+from .quantize import QuantizedTensor, dequantize_steps, dequantize_weight
+from .reference import reference_weights, tile_seed
 
 _LAYER_PARAMS = np.dtype([("step", "<f2"), ("ratio", "<u2"), ("magnitude", "<u2")])
+_LAYER_PARAMS_REF = np.dtype([("step", "<f2"), ("gain", "<f2"), ("ratio", "<u2"), ("magnitude", "<u2")])
 
 TileParameters = tuple[list[torch.Tensor], list[torch.Tensor]]
 """Float32 weights ``[banks, in, out]`` and biases ``[out]`` of every layer of one tile."""
@@ -37,16 +44,25 @@ def _bias_dtype(config: CodecConfig) -> np.dtype:
     return np.dtype(config.quant.bias_dtype).newbyteorder("<")
 
 
+def _layer_params(config: CodecConfig) -> np.dtype:
+    return _LAYER_PARAMS if config.quant.reference == "none" else _LAYER_PARAMS_REF
+
+
 def pack_laplace(config: CodecConfig, ints: list[np.ndarray], steps: list[float],
-                 biases: list[torch.Tensor]) -> np.ndarray:
+                 biases: list[torch.Tensor], gains: list[float] | None = None) -> np.ndarray:
     """Serialise one tile: integer weights ``[banks, in, out]`` (int32) per layer, their float16-exact
-    steps and the float biases. Returns ``uint8 [n]``."""
+    steps, the float16-exact gains of the reference (one per layer; needed iff the config names a
+    reference) and the float biases. Returns ``uint8 [n]``."""
     shapes = weight_shapes(config)
     if [tuple(a.shape) for a in ints] != shapes or len(steps) != len(shapes) or len(biases) != len(shapes):
         raise ValueError("one integer tensor of the configured shape, one step and one bias per layer are needed")
+    if (gains is None) != (config.quant.reference == "none") or (gains is not None and len(gains) != len(shapes)):
+        raise ValueError("one gain per layer is needed with a reference, none without")
     models = [entropy.model_for(a) for a in ints]
-    params = np.zeros(len(shapes), dtype=_LAYER_PARAMS)
+    params = np.zeros(len(shapes), dtype=_layer_params(config))
     params["step"] = np.asarray(steps, dtype=np.float16)
+    if gains is not None:
+        params["gain"] = np.asarray(gains, dtype=np.float16)
     params["ratio"] = [m.ratio_code for m in models]
     params["magnitude"] = [m.magnitude for m in models]
     bias_bytes = b"".join(np.ascontiguousarray(b.detach().numpy(), dtype=_bias_dtype(config)).tobytes()
@@ -58,24 +74,28 @@ def pack_laplace(config: CodecConfig, ints: list[np.ndarray], steps: list[float]
 def laplace_fixed_bytes(config: CodecConfig) -> int:
     """Bytes of a ``laplace`` blob before its coded words (layer parameters and biases)."""
     biases = sum(o for _, o in config.model.layer_shapes())
-    return _LAYER_PARAMS.itemsize * config.model.layers + _bias_dtype(config).itemsize * biases
+    return _layer_params(config).itemsize * config.model.layers + _bias_dtype(config).itemsize * biases
 
 
-def unpack_laplace(config: CodecConfig, blob: np.ndarray) -> TileParameters:
-    """Dequantized weights and biases of a ``laplace`` blob; :class:`FormatError` if it is malformed."""
+def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TileParameters:
+    """Dequantized weights and biases of a ``laplace`` blob of the tile seeded ``seed`` (the seed
+    regenerates the reference, if the config names one); :class:`FormatError` if it is malformed."""
     shapes = weight_shapes(config)
     fixed = laplace_fixed_bytes(config)
     if blob.size < fixed or (blob.size - fixed) % 4:
         raise FormatError(f"a tile of {blob.size} bytes does not fit the layout of its config")
     raw = blob.tobytes()
-    params = np.frombuffer(raw, dtype=_LAYER_PARAMS, count=len(shapes))
+    params = np.frombuffer(raw, dtype=_layer_params(config), count=len(shapes))
     steps = params["step"].astype(np.float32)
     if not (np.isfinite(steps).all() and (steps > 0).all()):
         raise FormatError("a tile holds a non-positive or non-finite quantization step")
+    gains = params["gain"].astype(np.float32) if config.quant.reference != "none" else None
+    if gains is not None and not np.isfinite(gains).all():
+        raise FormatError("a tile holds a non-finite reference gain")
     if (params["magnitude"] > entropy.MAX_MAGNITUDE).any() or (params["ratio"] == 0).any():
         raise FormatError("a tile holds an invalid entropy model")
     models = [entropy.LaplaceModel(int(r), int(m)) for r, m in zip(params["ratio"], params["magnitude"])]
-    offset = _LAYER_PARAMS.itemsize * len(shapes)
+    offset = params.nbytes
     biases = []
     for _, o in config.model.layer_shapes():
         b = np.frombuffer(raw, dtype=_bias_dtype(config), count=o, offset=offset)
@@ -88,7 +108,10 @@ def unpack_laplace(config: CodecConfig, blob: np.ndarray) -> TileParameters:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise FormatError(f"a tile's coded weights cannot be decoded ({exc})") from None
-    weights = [torch.from_numpy(a.astype(np.float32) * s) for a, s in zip(ints, steps)]
+    references = reference_weights(config.model, seed) if gains is not None else [None] * len(shapes)
+    weights = [dequantize_steps(torch.from_numpy(a), torch.tensor(float(s)),
+                                None if ref is None else torch.tensor(float(g)) * ref)
+               for a, s, g, ref in zip(ints, steps, gains if gains is not None else steps, references)]
     _check_finite(weights, biases)
     return weights, biases
 
@@ -140,11 +163,11 @@ def unpack_int8(config: CodecConfig, blob: np.ndarray) -> TileParameters:
     return weights, biases
 
 
-def unpack_tile(config: CodecConfig, blob: np.ndarray) -> TileParameters:
-    """Dequantized parameters of one tile, in the scheme its config names."""
+def unpack_tile(config: CodecConfig, blob: np.ndarray, index: int) -> TileParameters:
+    """Dequantized parameters of tile (or block) ``index``, in the scheme its config names."""
     if config.quant.scheme == "int8":
         return unpack_int8(config, blob)
-    return unpack_laplace(config, blob)
+    return unpack_laplace(config, blob, tile_seed(config.fit.seed, index))
 
 
 def _check_finite(weights: list[torch.Tensor], biases: list[torch.Tensor]) -> None:

@@ -155,7 +155,8 @@ def fit_and_pack_video(source: VideoSource, grid: SpaceTimeGrid, config: CodecCo
             voxels = [(b.tile.x1 - b.tile.x0) * (b.tile.y1 - b.tile.y0) * (b.chunk.f1 - b.chunk.f0)
                       for b in part]
             probe = Probe.of(targets, voxels, pool_type=_VoxelPool)
-            batch = FittedBatch(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES))
+            batch = FittedBatch.of(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES),
+                                   config)
             blobs += [torch.from_numpy(b.copy())
                       for b in finish_batch(batch, targets, config, device, pool_type=_VoxelPool)]
     if progress is not None:

@@ -1,6 +1,7 @@
 """The `.loe` container for video: one safetensors file of kind ``"video"``.
 
-Layout (video format version 1):
+Layout (video format version 2; version 1, read only, has no weight references: see
+:mod:`loe_codec.reference`):
 
 * ``__metadata__["loe"]``: a JSON header: ``format`` ("loe-codec"), ``kind``
   ("video"), ``version``, the source (width, height, channels, bit depth,
@@ -9,7 +10,7 @@ Layout (video format version 1):
   per block and encoder stats.
 * one ``uint8`` tensor ``block.{k}`` per space-time block, ``k = chunk *
   tiles_per_frame + tile``: the block network exactly as
-  :func:`loe_codec.encode.pack_quantized` packs an image tile, read back with
+  :meth:`loe_codec.encode.FittedBatch.pack` packs an image tile, read back with
   :func:`loe_codec.tileblob.unpack_tile`. Blobs are opaque and may differ in size.
 
 A decoder opens the file lazily and reads only the blocks a request touches.
@@ -30,13 +31,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import CodecConfig
-from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, load_header_json, open_loe
+from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, config_from_header, load_header_json, \
+    open_loe
 from .tileblob import unpack_tile
 from .errors import FormatError
 from .files import atomic_output
 from .video_tiling import SpaceTimeGrid
 
-VIDEO_FORMAT_VERSION = 1
+VIDEO_FORMAT_VERSION = 2
+FIRST_REFERENCE_VERSION = 2  # video blocks code weights against a reference from here on
 MAX_FRAMES = 1 << 24
 
 
@@ -129,7 +132,7 @@ class VideoHeader:
             num, den = (int(v) for v in s["fps"])
             source = VideoInfo(int(s["width"]), int(s["height"]), int(s["frames"]), num, den,
                                int(s["channels"]), int(s["bit_depth"]), str(s.get("audio", "none")))
-            config = CodecConfig.from_dict(d["config"])
+            config = config_from_header(d["config"], version >= FIRST_REFERENCE_VERSION)
             time = TimeConfig(**d["time"])
             crcs = [int(c) for c in d["block_crc32"]]
             blocks = dict(d["blocks"])
@@ -214,7 +217,7 @@ class VideoReader:
             raise FormatError(f"block {index} of {self.path} is corrupted (checksum mismatch)")
         self.blocks_read.append(index)
         try:
-            return unpack_tile(self.config, np.ascontiguousarray(blob))
+            return unpack_tile(self.config, np.ascontiguousarray(blob), index)
         except FormatError:
             raise
         except Exception as exc:

@@ -1,18 +1,18 @@
-"""Regenerate the format-2 golden `.loe` file the test suite decodes (tests/test_golden.py).
+"""Regenerate the format-3 golden `.loe` file the test suite decodes (tests/test_golden.py).
 
     python samples/make_golden.py
 
 Encodes a 32x24 crop of ``kodim23.png`` with a tiny explicit config on the CPU and writes
 
-* ``golden/tiny.loe``: the encoded file (format 2; committed; the test decodes *this* file),
+* ``golden/tiny.loe``: the encoded file (format 3; committed; the test decodes *this* file),
 * ``golden/tiny.loe.sha256``: SHA-256 of that file's bytes (the test checks the committed file is unchanged),
 * ``golden/tiny.sha256``: SHA-256 of its full scale-1 decode (raw bytes of the uint8 HxWxC array),
 * ``golden/tiny_decoded.png``: that decode as an image (only to show what differs when the hash breaks),
 * ``golden/README.md``: how the files were made.
 
-The format-1 golden set (``golden/tiny_v1.*``) was made by loe-codec 0.1.0, which wrote format 1; this
-version only reads format 1, so those files are frozen: this script never touches them (it only copies
-their description into the README).
+The format-1 and format-2 golden sets (``golden/tiny_v1.*``, ``golden/tiny_v2.*``) were made by
+earlier versions, which wrote those formats; this version only reads them, so those files are frozen:
+this script never touches them (it only copies their description into the README).
 
 Only regenerate on purpose, after a deliberate change to the format or the decoder: the point of
 the golden test is to catch silent changes. The test never re-encodes, so it does not depend on the
@@ -50,6 +50,15 @@ CONFIG = CodecConfig(
     preset="golden",
 )
 OUT = HERE / "golden"
+
+V2_README = """## Format 2 (`tiny_v2.*`, frozen)
+
+`tiny_v2.loe` is the golden file of format 2 (laplace-coded weights, no weight reference). It was made
+by loe-codec 0.1.0 (before weight references) with the same crop and config as above (30 steps, slope
+0.001, 10 quantization-aware steps, torch 2.13.0+cpu, Python 3.11.7, x86_64; 2976 bytes, 4 tiles, PSNR
+17.51 dB). This version only reads format 2: `tiny_v2.loe.sha256` is the SHA-256 of the file,
+`tiny_v2.sha256` of its decode, `tiny_v2_decoded.png` that decode as an image.
+"""
 
 V1_README = """## Format 1 (`tiny_v1.*`, frozen)
 
@@ -115,8 +124,9 @@ Made by `python samples/make_golden.py` (run from the repository root or anywher
 * made with loe-codec {loe_codec.__version__}, torch {torch.__version__}, Python {platform.python_version()},
   {platform.machine()}
 
+{V2_README}
 {V1_README}
-`tiny_decoded.png` / `tiny_v1_decoded.png` are used only to report how many pixels differ when a
+`tiny_decoded.png` / `tiny_v2_decoded.png` / `tiny_v1_decoded.png` are used only to report how many pixels differ when a
 hash does not match. Regenerate the format-{version} files only after a deliberate change to the format
 or the decoder, and say so in the commit.
 """)

@@ -1,4 +1,4 @@
-"""The `.loe` container: format 2 (written and read) and format 1 (read only)."""
+"""The `.loe` container: format 3 (written and read), formats 2 and 1 (read only)."""
 
 import dataclasses
 import json
@@ -16,6 +16,7 @@ from loe_codec.config import CodecConfig, ModelConfig, QuantConfig, TileConfig
 from loe_codec.container import FORMAT_VERSION, CodecReader, Header, SourceInfo, write_codec
 from loe_codec.errors import CodecRuntimeError, FormatError, UsageError
 from loe_codec.quantize import dequantize_weight, quantize_bias, quantize_weight, storable_steps
+from loe_codec.reference import reference_weights, tile_seed
 from loe_codec.tileblob import int8_bytes, laplace_fixed_bytes, pack_laplace, weight_shapes
 from support import (loe_header, read_safetensors, read_tensor, replace_tensors, rewrite_loe_header,
                      tensor_table, tile_byte_range, write_safetensors, write_v1_loe)
@@ -27,14 +28,15 @@ TILES = 6
 
 
 def _random_tile(config: CodecConfig, seed: int):
-    """Integer weights (Laplace-ish, wider for higher seeds so tiles differ in size), float16-exact steps
-    and biases of one tile."""
+    """Integer weights (Laplace-ish, wider for higher seeds so tiles differ in size), float16-exact steps,
+    biases and (with a reference) gains of one tile: the arguments of ``pack_laplace``."""
     rng = np.random.default_rng(seed)
     ints = [np.round(rng.laplace(scale=0.5 + seed, size=shape)).astype(np.int32) for shape in weight_shapes(config)]
     steps = storable_steps(torch.from_numpy(rng.uniform(1e-3, 0.1, size=len(ints)))).tolist()
     gen = torch.Generator().manual_seed(seed)
     biases = [quantize_bias(torch.randn(o, generator=gen), config.quant) for _, o in config.model.layer_shapes()]
-    return ints, steps, biases
+    gains = None if config.quant.reference == "none" else [1.0 - 0.25 * k for k in range(len(ints))]
+    return ints, steps, biases, gains
 
 
 def _header(config=CONFIG, width=WIDTH, height=HEIGHT, **kw) -> Header:
@@ -78,12 +80,17 @@ def _assert_rejected_on_open_or_decode(path, *words):
         assert w in message.lower(), message
 
 
-def _expected_weights(ints, steps):
-    return [torch.from_numpy(a).to(torch.float32) * torch.tensor(s, dtype=torch.float32)
-            for a, s in zip(ints, steps)]
+def _expected_weights(ints, steps, gains=None, config=CONFIG, index=0):
+    """What a decoder must rebuild, bit for bit: ``gain * reference + ints * step`` per layer."""
+    coded = [torch.from_numpy(a).to(torch.float32) * torch.tensor(s, dtype=torch.float32)
+             for a, s in zip(ints, steps)]
+    if gains is None:
+        return coded
+    refs = reference_weights(config.model, tile_seed(config.fit.seed, index))
+    return [torch.tensor(g) * r + c for g, r, c in zip(gains, refs, coded)]
 
 
-# --- format 2 round trip -------------------------------------------------------------------------------
+# --- format 3 round trip -------------------------------------------------------------------------------
 
 def test_write_read_round_trip(tmp_path):
     path = tmp_path / "x.loe"
@@ -92,19 +99,19 @@ def test_write_read_round_trip(tmp_path):
     with CodecReader(path) as reader:
         h = reader.header
         assert (h.source.width, h.source.height, h.source.channels) == (WIDTH, HEIGHT, 3)
-        assert h.config == CONFIG and h.version == FORMAT_VERSION == 2 and h.encoder == "tests"
+        assert h.config == CONFIG and h.version == FORMAT_VERSION == 3 and h.encoder == "tests"
         assert h.config.quant.scheme == "laplace"
         assert h.stats == {"psnr": 30.0}
         assert h.tile_crc32 == [zlib.crc32(b.tobytes()) for b in blobs]
-        for k, (ints, steps, qb) in enumerate(tiles):
+        for k, (ints, steps, qb, gains) in enumerate(tiles):
             assert reader.tile_size(k) == blobs[k].size
             weights, biases = reader.read_tile(k)
-            for w, e in zip(weights, _expected_weights(ints, steps)):
+            for w, e in zip(weights, _expected_weights(ints, steps, gains, index=k)):
                 assert w.dtype == torch.float32 and torch.equal(w, e)  # bit for bit
             for b, q in zip(biases, qb):
                 assert b.dtype == torch.float32 and torch.equal(b, q.float())
     meta = loe_header(path)
-    assert meta["format"] == "loe-codec" and meta["version"] == 2
+    assert meta["format"] == "loe-codec" and meta["version"] == 3
     assert meta["tiles"] == {"cols": 3, "rows": 2, "count": 6}
 
 
@@ -138,8 +145,8 @@ def test_float32_biases_round_trip(tmp_path):
     with CodecReader(path) as reader:
         assert reader.config.quant.bias_dtype == "float32"
         weights, biases = reader.read_tile(3)
-    ints, steps, qb = tiles[3]
-    assert all(torch.equal(w, e) for w, e in zip(weights, _expected_weights(ints, steps)))
+    ints, steps, qb, gains = tiles[3]
+    assert all(torch.equal(w, e) for w, e in zip(weights, _expected_weights(ints, steps, gains, cfg, 3)))
     assert all(q.dtype == torch.float32 and torch.equal(b, q) for b, q in zip(biases, qb))
 
 
@@ -151,8 +158,8 @@ def test_config_survives_the_header():
                       tile=TileConfig(size=9, margin=3), preset="fast")
     header = _header(cfg, 30, 10)
     back = Header.from_json(header.to_json())
-    assert back.config == cfg and back.source == header.source and back.version == 2
-    assert "tile_crc32" not in json.loads(header.to_json())  # format 2 keeps them in a tensor
+    assert back.config == cfg and back.source == header.source and back.version == 3
+    assert "tile_crc32" not in json.loads(header.to_json())  # formats 2 and 3 keep them in a tensor
 
 
 def test_write_is_atomic_and_refuses_wrong_blobs(tmp_path):
@@ -169,7 +176,7 @@ def test_write_is_atomic_and_refuses_wrong_blobs(tmp_path):
     for bad in bad_lists:
         with pytest.raises(ValueError):
             write_codec(path, header, bad)
-    for version in (1, 3):
+    for version in (1, 2, 4):
         with pytest.raises(ValueError):
             write_codec(path, _header(version=version), blobs)
     assert list(tmp_path.iterdir()) == []
@@ -367,11 +374,37 @@ def test_flipped_byte_in_a_tile_is_caught_by_the_crc(loe_file, tile, where):
 
 
 def test_newer_format_version_asks_for_an_upgrade(loe_file, tmp_path):
-    bad = rewrite_loe_header(loe_file, tmp_path / "v3.loe", lambda h: h.update(version=3))
+    bad = rewrite_loe_header(loe_file, tmp_path / "v4.loe", lambda h: h.update(version=4))
     message = _assert_format_error(bad, "version", "newer", "upgrade")
     assert "3" in message
     bad = rewrite_loe_header(loe_file, tmp_path / "v9.loe", lambda h: h.update(version=9))
     _assert_format_error(bad, "newer", "upgrade")
+
+
+def test_format_2_files_decode_without_a_reference(tmp_path):
+    """Format 2 (no weight references) is still read: its config gets reference "none"."""
+    cfg = dataclasses.replace(CONFIG, quant=QuantConfig(reference="none"))
+    tiles = [_random_tile(cfg, k) for k in range(TILES)]
+    blobs = [pack_laplace(cfg, *t) for t in tiles]
+    v3 = tmp_path / "v3.loe"
+    write_codec(v3, _header(cfg), blobs)
+
+    def as_format_2(h):
+        h["version"] = 2
+        del h["config"]["quant"]["reference"]  # format 2 predates the field
+    v2 = rewrite_loe_header(v3, tmp_path / "v2.loe", as_format_2)
+    with CodecReader(v2) as reader:
+        assert reader.header.version == 2 and reader.config.quant.reference == "none"
+        ints, steps, _, _ = tiles[4]
+        assert all(torch.equal(w, e) for w, e in zip(reader.read_tile(4)[0], _expected_weights(ints, steps)))
+
+
+def test_unknown_reference_asks_for_an_upgrade(loe_file, tmp_path):
+    bad = rewrite_loe_header(loe_file, tmp_path / "ref.loe",
+                             lambda h: h["config"]["quant"].update(reference="learned-prior-9"))
+    _assert_format_error(bad, "learned-prior-9", "upgrade")
+    missing = rewrite_loe_header(loe_file, tmp_path / "noref.loe", lambda h: h["config"]["quant"].pop("reference"))
+    _assert_format_error(missing, "reference")
 
 
 def test_format_2_header_claiming_int8_weights_is_rejected(loe_file, tmp_path):

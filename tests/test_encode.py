@@ -87,17 +87,32 @@ def test_tiles_per_batch_does_not_change_the_tile_count(crop_png, tmp_path, fast
         assert img.decode(device="cpu").shape == (28, 40, 3)
 
 
-def test_encoded_file_is_format_2_with_laplace_tiles(crop_png, tmp_path, fast_config):
+def test_encoded_file_is_format_3_with_referenced_laplace_tiles(crop_png, tmp_path, fast_config):
     out = tmp_path / "x.loe"
     result = loe_codec.encode(crop_png, out, config=fast_config, device="cpu", measure_psnr=False)
     header = loe_header(out)
-    assert header["version"] == 2 and "tile_crc32" not in header
+    assert header["version"] == 3 and "tile_crc32" not in header
     assert header["config"]["quant"]["scheme"] == "laplace"
+    assert header["config"]["quant"]["reference"] == "seeded-uniform-1"
     assert header["config"]["quant"]["slope"] == fast_config.quant.slope
     with CodecReader(out) as reader:
         sizes = [reader.tile_size(k) for k in range(result.tiles)]
         assert len(set(sizes)) > 1  # entropy-coded: tiles differ in size
         assert sum(sizes) < result.bytes
+
+
+def test_coding_against_the_reference_saves_bits_at_equal_quality(crop_png, tmp_path, fast_config):
+    """The same fit coded against its seeded initialisation, and without: fewer bytes, the same PSNR
+    up to rounding noise (the steps are the same; only the grid's origin moves)."""
+    results = {}
+    for reference in ("seeded-uniform-1", "none"):
+        cfg = dataclasses.replace(fast_config, quant=dataclasses.replace(fast_config.quant, reference=reference))
+        results[reference] = loe_codec.encode(crop_png, tmp_path / f"{reference}.loe", config=cfg, device="cpu")
+    ref, plain = results["seeded-uniform-1"], results["none"]
+    assert ref.bytes < 0.9 * plain.bytes, (ref.bytes, plain.bytes)
+    assert abs(ref.psnr - plain.psnr) < 0.5, (ref.psnr, plain.psnr)
+    with loe_codec.open(tmp_path / "seeded-uniform-1.loe") as img:
+        assert abs(img.evaluate(crop_png)["psnr"] - ref.psnr) < 1e-6
 
 
 def test_a_larger_slope_gives_a_smaller_file(crop_png, tmp_path, fast_config):

@@ -115,12 +115,12 @@ def test_quantization_aware_finetuning_lowers_the_quantized_error(well_fitted):
     float_error = _mse(well_fitted, _targets())
     rounded_error = _quantized_mse(copy.deepcopy(well_fitted), steps)
     assert rounded_error > 3 * float_error  # the steps are coarse enough to hurt
-    qat = QuantConfig(qat_steps=20, qat_learning_rate=3e-3)
+    qat = QuantConfig(qat_steps=40, qat_learning_rate=3e-3)
     losses = []
     tuned = finetune_quantized(copy.deepcopy(well_fitted), steps, FIT, qat, _targets(), "cpu",
                                progress=lambda step, total, loss: losses.append((step, total)))
     assert tuned.quant_steps is None  # quantization in the loop is turned off again
-    assert losses[-1] == (20, 20)
+    assert losses[-1] == (40, 40)
     assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in tuned.parameters())
     tuned_error = _quantized_mse(tuned, steps)
     assert tuned_error < 0.5 * rounded_error, (rounded_error, tuned_error)

@@ -1,4 +1,5 @@
-"""Per-tile blob layouts (loe_codec.tileblob): ``laplace`` (format 2) and ``int8`` (format 1)."""
+"""Per-tile blob layouts (loe_codec.tileblob): ``laplace`` with a reference (format 3), without (format 2),
+and ``int8`` (format 1)."""
 
 import dataclasses
 
@@ -10,11 +11,13 @@ from loe_codec.config import CodecConfig, ModelConfig, QuantConfig, TileConfig
 from loe_codec.entropy import MAX_MAGNITUDE
 from loe_codec.errors import FormatError
 from loe_codec.quantize import dequantize_weight, quantize_bias, quantize_weight, storable_steps
+from loe_codec.reference import reference_weights, tile_seed
 from loe_codec.tileblob import (int8_bytes, int8_layout, laplace_fixed_bytes, pack_int8, pack_laplace,
                                 unpack_int8, unpack_laplace, unpack_tile, weight_shapes)
 
 CONFIG = CodecConfig(model=ModelConfig(width=8, banks=(1, 2, 2, 1), pe_frequencies=2, out_channels=3),
-                     tile=TileConfig(size=8, margin=1))
+                     tile=TileConfig(size=8, margin=1), quant=QuantConfig(reference="none"))  # format 2 layout
+REF_CONFIG = dataclasses.replace(CONFIG, quant=QuantConfig())  # format 3: coded against the seeded reference
 LAYERS = CONFIG.model.layers
 
 
@@ -35,7 +38,7 @@ def test_weight_shapes_follow_the_model():
 
 @pytest.mark.parametrize("bias_dtype", ["float16", "float32"])
 def test_laplace_round_trip(bias_dtype):
-    cfg = dataclasses.replace(CONFIG, quant=QuantConfig(bias_dtype=bias_dtype))
+    cfg = dataclasses.replace(CONFIG, quant=QuantConfig(bias_dtype=bias_dtype, reference="none"))
     ints, steps, biases = _tile(cfg, seed=1)
     blob = pack_laplace(cfg, ints, steps, biases)
     assert blob.dtype == np.uint8 and blob.ndim == 1
@@ -47,7 +50,7 @@ def test_laplace_round_trip(bias_dtype):
     stored = [np.frombuffer(blob[6 * l:6 * l + 2].tobytes(), "<f2")[0] for l in range(LAYERS)]
     assert [float(s) for s in stored] == steps
     for unpack in (unpack_laplace, unpack_tile):
-        weights, back = unpack(cfg, blob)
+        weights, back = unpack(cfg, blob, 0)
         assert len(weights) == LAYERS == len(back)
         for w, a, s in zip(weights, ints, steps):
             assert w.dtype == torch.float32 and tuple(w.shape) == a.shape
@@ -65,7 +68,7 @@ def test_laplace_blob_size_follows_the_spread_of_the_integers():
     _, steps, biases = _tile()
     empty = pack_laplace(CONFIG, zeros, steps, biases)
     assert empty.size == laplace_fixed_bytes(CONFIG)  # all-zero layers need no coded words
-    weights, _ = unpack_laplace(CONFIG, empty)
+    weights, _ = unpack_laplace(CONFIG, empty, 0)
     assert all(not w.any() for w in weights)
 
 
@@ -132,9 +135,9 @@ def test_malformed_laplace_blobs_are_format_errors(blob, case, match):
         "nan_bias": _patched(blob, 6 * LAYERS + 4, _f16(float("nan"))),
     }[case]
     with pytest.raises(FormatError, match=match) as info:
-        unpack_laplace(CONFIG, bad)
+        unpack_laplace(CONFIG, bad, 0)
     assert "\n" not in str(info.value)
-    unpack_laplace(CONFIG, blob)  # the original is fine
+    unpack_laplace(CONFIG, blob, 0)  # the original is fine
 
 
 def test_int8_round_trip_and_layout():
@@ -145,8 +148,7 @@ def test_int8_round_trip_and_layout():
     blob = pack_int8(cfg, qw, qb)
     assert blob.dtype == np.uint8 and blob.size == int8_bytes(cfg)
     assert int8_bytes(cfg) == sum(dt.itemsize * int(np.prod(s)) for _, dt, s in int8_layout(cfg))
-    for unpack in (unpack_int8, unpack_tile):
-        weights, biases = unpack(cfg, blob)
+    for weights, biases in (unpack_int8(cfg, blob), unpack_tile(cfg, blob, 0)):
         assert all(torch.equal(w, dequantize_weight(q)) for w, q in zip(weights, qw))
         assert all(torch.equal(b, q) for b, q in zip(biases, qb))
     with pytest.raises(FormatError):
@@ -164,3 +166,36 @@ def test_int8_non_finite_scale_is_rejected():
     at = int(np.prod(weight_shapes(cfg)[0]))  # the first scale, right after layer 0's int8 weights
     with pytest.raises(FormatError, match="non-finite"):
         unpack_int8(cfg, _patched(blob, at, _f16(float("inf"))))
+
+
+def test_referenced_round_trip_rebuilds_gain_times_reference_plus_steps():
+    ints, steps, biases = _tile(REF_CONFIG, seed=2)
+    gains = [0.5, 1.0, -0.25, 0.0]
+    blob = pack_laplace(REF_CONFIG, ints, steps, biases, gains)
+    assert laplace_fixed_bytes(REF_CONFIG) == laplace_fixed_bytes(CONFIG) + 2 * LAYERS  # + a float16 gain a layer
+    for index in (0, 5):
+        refs = reference_weights(REF_CONFIG.model, tile_seed(REF_CONFIG.fit.seed, index))
+        weights, back = unpack_tile(REF_CONFIG, blob, index)
+        for w, a, s, g, r in zip(weights, ints, steps, gains, refs):
+            assert torch.equal(w, torch.tensor(g) * r + torch.from_numpy(a).float() * torch.tensor(s))
+        assert all(torch.equal(b, q.float()) for b, q in zip(back, biases))
+    # The tile's index picks its reference: another index decodes other weights.
+    assert not torch.equal(unpack_tile(REF_CONFIG, blob, 0)[0][1], unpack_tile(REF_CONFIG, blob, 1)[0][1])
+
+
+def test_gains_are_required_exactly_with_a_reference():
+    ints, steps, biases = _tile(REF_CONFIG)
+    with pytest.raises(ValueError, match="gain"):
+        pack_laplace(REF_CONFIG, ints, steps, biases)
+    with pytest.raises(ValueError, match="gain"):
+        pack_laplace(REF_CONFIG, ints, steps, biases, [1.0] * (LAYERS - 1))
+    with pytest.raises(ValueError, match="gain"):
+        pack_laplace(CONFIG, ints, steps, biases, [1.0] * LAYERS)
+
+
+def test_non_finite_gain_is_a_format_error():
+    ints, steps, biases = _tile(REF_CONFIG)
+    blob = pack_laplace(REF_CONFIG, ints, steps, biases, [1.0] * LAYERS)
+    bad = _patched(blob, 8 + 2, _f16(float("inf")))  # layer 1's gain: 8 bytes a layer, gain after the step
+    with pytest.raises(FormatError, match="gain"):
+        unpack_laplace(REF_CONFIG, bad, 0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -12,26 +10,17 @@ from .banks import bank_index, bank_neighbours
 from .encoding import positional_encoding
 from .grouped import ChunkLayout, blended_linear, grouped_linear
 from ..quantize import fake_quantize
+from ..reference import initial_biases, reference_weights
 
 
 def init_tile_parameters(config: ModelConfig, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Initial weights ``[banks, in, out]`` and biases ``[out]`` of one tile network.
 
-    Deterministic in ``seed`` and independent of the device (drawn on the CPU).
-    SIREN initialisation for sine activations, He-uniform otherwise.
+    Deterministic in ``seed``, identical on every machine: the weights are the tile's coding
+    reference (:func:`loe_codec.reference.reference_weights`). SIREN initialisation for sine
+    activations, He-uniform otherwise.
     """
-    gen = torch.Generator().manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
-    weights, biases = [], []
-    for layer, ((fan_in, fan_out), nb) in enumerate(zip(config.layer_shapes(), config.bank_counts())):
-        if config.activation == "sine" and layer == 0:
-            bound = 1.0 / fan_in
-        else:
-            bound = math.sqrt(6.0 / fan_in)
-        w = (torch.rand(nb, fan_in, fan_out, generator=gen) * 2 - 1) * bound
-        b = (torch.rand(fan_out, generator=gen) * 2 - 1) / math.sqrt(fan_in)
-        weights.append(w)
-        biases.append(b)
-    return weights, biases
+    return reference_weights(config, seed), initial_biases(config, seed)
 
 
 class TiledLoE(nn.Module):
@@ -59,19 +48,26 @@ class TiledLoE(nn.Module):
         self.biases = nn.ParameterList([nn.Parameter(b) for b in biases])
         self.scales = config.scales()
         self.quant_steps: torch.Tensor | None = None
+        self.quant_offsets: list[torch.Tensor] | None = None
 
-    def quantize_in_loop(self, steps: torch.Tensor | None) -> None:
-        """Evaluate with weights rounded to ``steps`` ``[T, layers]`` (straight-through gradients); None: off."""
+    def quantize_in_loop(self, steps: torch.Tensor | None, offsets: list[torch.Tensor] | None = None) -> None:
+        """Evaluate with weights rounded to ``steps`` ``[T, layers]`` (straight-through gradients) on grids
+        shifted by ``offsets`` (per layer, shaped like its weights; None: unshifted); ``steps`` None: off."""
         if steps is not None and tuple(steps.shape) != (self.num_tiles, self.config.layers):
             raise ValueError(f"steps must be [{self.num_tiles}, {self.config.layers}], got {tuple(steps.shape)}")
-        self.quant_steps = None if steps is None else steps.to(self.weights[0].device, torch.float32)
+        if offsets is not None and [tuple(o.shape) for o in offsets] != [tuple(w.shape) for w in self.weights]:
+            raise ValueError("offsets must be shaped like the weights, one per layer")
+        device = self.weights[0].device
+        self.quant_steps = None if steps is None else steps.to(device, torch.float32)
+        self.quant_offsets = None if steps is None or offsets is None else [o.to(device) for o in offsets]
 
     def weight(self, layer: int) -> torch.Tensor:
         """Weights ``[T, banks, in, out]`` of ``layer`` as the forward pass uses them."""
         w = self.weights[layer]
         if self.quant_steps is None:
             return w
-        return fake_quantize(w, self.quant_steps[:, layer].view(-1, 1, 1, 1))
+        offset = None if self.quant_offsets is None else self.quant_offsets[layer]
+        return fake_quantize(w, self.quant_steps[:, layer].view(-1, 1, 1, 1), offset)
 
     @classmethod
     def initialised(cls, config: ModelConfig, seeds: list[int]) -> "TiledLoE":

@@ -308,6 +308,24 @@ def test_quantize_in_loop_equals_a_model_of_the_rounded_weights(blend, banks):
         assert torch.equal(model(tile, coords), plain)
 
 
+def test_quantize_in_loop_rounds_onto_grids_shifted_by_the_offsets():
+    cfg = ModelConfig(width=8, banks=(1, 2, 1), pe_frequencies=2)
+    model = TiledLoE.initialised(cfg, seeds=[1, 2])
+    steps = torch.full((2, cfg.layers), 0.25)
+    gen = torch.Generator().manual_seed(0)
+    offsets = [torch.rand(w.shape, generator=gen) for w in model.weights]
+    model.quantize_in_loop(steps, offsets)
+    for layer, (w, o) in enumerate(zip(model.weights, offsets)):
+        q = model.weight(layer).detach()
+        k = (q - o) / 0.25
+        assert torch.allclose(k, torch.round(k), atol=1e-4)  # on the shifted grid
+        assert (q - w.detach()).abs().max() <= 0.125 + 1e-6  # the nearest point of it
+    with pytest.raises(ValueError, match="offsets"):
+        model.quantize_in_loop(steps, offsets[:-1])
+    model.quantize_in_loop(None)
+    assert model.quant_offsets is None
+
+
 def test_quantize_in_loop_checks_the_steps_shape():
     cfg = ModelConfig(width=8, banks=(1, 2, 1), pe_frequencies=2)
     model = TiledLoE.initialised(cfg, seeds=[1, 2])
