@@ -30,6 +30,7 @@ from .decode import BLOCK, DecodeRequest, TileCache, _axis_positions
 from .encode import BlobSource, StageProgressFn, with_channels
 from .errors import UsageError
 from .files import check_output_location
+from .fitcache import FitCache
 from .metrics import ErrorAccumulator, psnr_from_mse
 from .video_container import TimeConfig, VideoHeader, VideoInfo, VideoReader, write_video_codec
 from .video_encode import fit_and_pack_video, placeholder_stats, with_config
@@ -119,7 +120,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                  config: VideoConfig | None = None, steps: int | None = None, tile: int | None = None,
                  seed: int | None = None, chunk: int | None = None, bpp: float | None = None,
                  psnr: float | None = None, quality: int | None = None, device: str = "auto",
-                 progress: StageProgressFn | None = None, measure_psnr: bool = True) -> VideoEncodeResult:
+                 progress: StageProgressFn | None = None, measure_psnr: bool = True,
+                 cache_dir: str | os.PathLike | None = None) -> VideoEncodeResult:
     """Encode the video at ``source`` into the `.loe` file ``output``.
 
     ``preset`` names a :data:`VIDEO_PRESETS` entry (or pass a full ``config``);
@@ -130,7 +132,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     images' ladder of slopes); the slope it resolves to is stored in the
     file's config. Audio is not coded: an input with audio gives an
     :class:`AudioDroppedWarning`. With ``measure_psnr`` the encoder decodes
-    what it wrote and reports the mean per-frame PSNR.
+    what it wrote and reports the mean per-frame PSNR. ``cache_dir`` keeps every fitted batch
+    there (as for images): an encode of the same clip at another rate skips the fits.
     """
     from .api import rate_choice, resolve_device
 
@@ -160,7 +163,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                          encoder=f"loe-codec {__version__}")
     grid = header.grid
     notes: list[str] = []
-    blobs, config_ = fit_and_pack_video(src, header, device, progress, target, notes)
+    cache = FitCache(cache_dir) if cache_dir is not None else None
+    blobs, config_ = fit_and_pack_video(src, header, device, progress, target, notes, cache)
     header = with_config(header, config_, {})
     psnr = None
     if measure_psnr:

@@ -22,12 +22,15 @@ from .config import CodecConfig
 from .encode import (PSNR_PROBE_SAMPLES, FittedBatch, PsnrFn, RateTarget, StageProgressFn, finish_batch, pack_batch,
                      retuned_slope, slope_for_target)
 from .fit import tile_seed
+from .fitcache import FitCache
 from .metrics import psnr_from_mse
 from .rate import Probe, layer_sensitivity
 from .video_container import VideoHeader, video_overhead_bytes
 from .video_fit import BlockTarget, _VoxelPool, fit_blocks
 from .video_tiling import Block, SpaceTimeGrid
 from .videoio import FrameWindows, VideoSource
+
+CachedFits = tuple[FitCache, str, tuple[int, int]]
 
 # Stats the encoder writes after measuring (placeholders of the same width count in the header's size).
 MEASURED_STATS = ("psnr", "psnr_min_frame", "psnr_chunk_borders", "psnr_chunk_interiors",
@@ -65,11 +68,22 @@ def video_batches(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig
 
 
 def fit_batch(part: list[Block], targets: list[BlockTarget], config: CodecConfig, device: str,
-              progress=None) -> FittedBatch:
-    """Fit a batch of blocks, with their layers' sensitivities and a probe of their voxels."""
+              progress=None, cache: CachedFits | None = None) -> FittedBatch:
+    """Fit a batch of blocks, with their layers' sensitivities and a probe of their voxels
+    (or load it from ``cache``, ``(FitCache, source path, time chunking)``; new fits are stored)."""
+    key = ""
+    if cache is not None:
+        store, path, time = cache
+        key = store.key(path, config, [b.index for b in part], device, {"time": list(time)})
+        found = store.load(key, config)
+        if found is not None:
+            return FittedBatch(part, *found)
     model = fit_blocks(config.model, config.fit, targets, device, progress)
     probe = Probe.of(targets, [block_voxels(b) for b in part], pool_type=_VoxelPool)
-    return FittedBatch(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES))
+    batch = FittedBatch(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES))
+    if cache is not None:
+        cache[0].store(key, batch.model, batch.sensitivity, batch.probe)
+    return batch
 
 
 def video_psnr(grid: SpaceTimeGrid) -> PsnrFn:
@@ -91,7 +105,8 @@ def video_psnr(grid: SpaceTimeGrid) -> PsnrFn:
 
 def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
                        progress: StageProgressFn | None = None, target: RateTarget = RateTarget(),
-                       notes: list[str] | None = None) -> tuple[list[torch.Tensor], CodecConfig]:
+                       notes: list[str] | None = None, cache: FitCache | None = None
+                       ) -> tuple[list[torch.Tensor], CodecConfig]:
     """Fit, quantize and pack every block; returns the blobs in block order and the config they were coded with.
 
     ``header`` is the file's header as it will be written (its config, and its stats as
@@ -99,6 +114,7 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
     finished as soon as it is fitted. A rate target fits every block first (the fitted networks,
     not the frames, stay in memory), solves one slope for the whole video, then streams the frames
     again for the fine-tuning with the quantizer, as :func:`~loe_codec.encode.fit_and_pack` does.
+    With a ``cache`` the fits found there are not done again (encodes of one clip at several rates).
     """
     config, grid = header.config, header.grid
     total = float(len(grid) * config.fit.steps)
@@ -118,7 +134,8 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
     fitted: list[FittedBatch] = []
     seen = 0  # blocks fitted so far
     for part, targets in video_batches(source, grid, config):
-        batch = fit_batch(part, targets, config, device, stage("fit", seen, len(part), total))
+        batch = fit_batch(part, targets, config, device, stage("fit", seen, len(part), total),
+                          None if cache is None else (cache, source.path, (grid.time.size, grid.time.margin)))
         seen += len(part)
         if target.bpp is None and target.psnr is None:
             blobs += finish(batch, targets, len(blobs), config)

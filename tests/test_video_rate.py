@@ -68,3 +68,18 @@ def test_cli_rate_options(tmp_path):
         r = runner.invoke(app, ["encode", str(CLIP), "-o", str(target), *FAST_VIDEO, *bad])
         assert r.exit_code == 2 and message in r.stderr, (bad, r.output)
         assert not target.exists()
+
+
+def test_video_fit_cache_serves_other_rates(tmp_path):
+    """Encodes of one clip at several rates share the fits (as images do with a cache folder)."""
+    cache = tmp_path / "fits"
+    first = encode_video(CLIP, tmp_path / "a.loe", config=tiny_video_config(), bpp=2.0, device="cpu",
+                         measure_psnr=False, cache_dir=cache)
+    stored = sorted(cache.iterdir())
+    assert stored
+    again = encode_video(CLIP, tmp_path / "b.loe", config=tiny_video_config(), bpp=2.0, device="cpu",
+                         measure_psnr=False, cache_dir=cache)
+    assert sorted(cache.iterdir()) == stored and again.bytes == first.bytes
+    encode_video(CLIP, tmp_path / "c.loe", config=tiny_video_config(), chunk=6, bpp=2.0, device="cpu",
+                 measure_psnr=False, cache_dir=cache)
+    assert len(list(cache.iterdir())) > len(stored)  # other time chunks: other fits
