@@ -168,8 +168,10 @@ def encode(
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in pixels (overrides the preset)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Fitting steps per tile (overrides the preset)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same input + seed = same file)."),
-    bpp: Optional[float] = typer.Option(None, "--bpp", help="Target size in bits per pixel (videos: per pixel per frame; hit within a few %)."),
-    psnr: Optional[float] = typer.Option(None, "--psnr", help="Target quality in dB (videos: mean per-frame PSNR): the smallest file that reaches it."),
+    bpp: Optional[float] = typer.Option(None, "--bpp", help="Target size in bits per pixel (videos: per pixel per "
+                                        "frame; hit within a few %)."),
+    psnr: Optional[float] = typer.Option(None, "--psnr", help="Target quality in dB (videos: mean per-frame PSNR): "
+                                         "the smallest file that reaches it."),
     quality: Optional[int] = typer.Option(
         None, "--quality", "-q", min=0, max=100,
         help="0 (smallest) .. 100 (best the preset's network can do); default: the preset's."),
@@ -186,8 +188,9 @@ def encode(
     """Fit LoE networks to the image's tiles (or the video's space-time blocks), quantize them and write a .loe file.
 
     The preset picks the network and how long it is fitted; --bpp, --psnr or -q pick the
-    rate (at most one of them; for videos bpp counts bits per pixel per frame and PSNR is the mean per frame). The weights are quantized with steps chosen per tile and layer
-    (more bits where they buy more quality), fine-tuned with the quantizer in the loop, then
+    rate (at most one of them; for videos bpp counts bits per pixel per frame and PSNR is the
+    mean per frame). The weights are quantized with steps chosen per tile and layer (more
+    bits where they buy more quality), fine-tuned with the quantizer in the loop, then
     entropy-coded.
 
     Under torchrun (e.g. torchrun --nproc-per-node 8 -m cli encode ...) the processes share the

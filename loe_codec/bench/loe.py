@@ -56,8 +56,8 @@ class LoeSetting:
                 return dataclasses.replace(out, bpp=float(rate[3:]))
         except (ValueError, UsageError):
             pass
-        raise UsageError(f"{codec}: bad setting {setting!r}; use PRESET[/STEPS][@qN|@bppX] (N in 0..100, "
-                         "X in (0, 64))")
+        raise UsageError(f"{codec}: bad rate or steps in setting {setting!r}; use PRESET[/STEPS][@qN|@bppX] "
+                         "(N in 0..100, X in (0, 64))")
 
 
 def loe_setting(setting: str) -> tuple[CodecConfig, float | None]:

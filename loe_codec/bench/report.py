@@ -80,7 +80,8 @@ def markdown_report(run: Mapping) -> str:
         f"- {media}s: {len(run['images'])} ({', '.join(run['images'])})",
         *([f"- {media} files: " + ", ".join(f"{k}: {v}" for k, v in run["image_files"].items())]
           if media == "video" else []),
-        f"- mean PSNR: RGB, 8-bit, peak 255{'; a video: mean of its per-frame PSNRs, bpp per pixel per frame' if media == 'video' else ''}; "
+        "- mean PSNR: RGB, 8-bit, peak 255"
+        + ("; a video: mean of its per-frame PSNRs, bpp per pixel per frame" if media == "video" else "") + "; "
         f"each {media}'s curve interpolated linearly in log(bpp), then averaged; n/a where not every {media}'s "
         "sweep reaches that rate",
         f"- BD-rate / BD-PSNR (Bjøntegaard, over the interval both curves cover): {summary['bd']}", "",
