@@ -31,7 +31,7 @@ from loe_codec.bench.rd import bd_psnr, bd_rate
 from loe_codec.config import CodecConfig, ModelConfig, preset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kodak import mlp_baseline  # noqa: E402
+from loe_codec.config import mlp_baseline  # noqa: E402
 
 
 def variant(base: CodecConfig, name: str) -> CodecConfig:

@@ -50,7 +50,7 @@ from rich.table import Table
 
 import loe_codec
 from loe_codec.api import resolve_device
-from loe_codec.config import PRESETS, CodecConfig, preset
+from loe_codec.config import PRESETS, CodecConfig, mlp_baseline, preset
 from loe_codec.container import write_codec
 from loe_codec.encode import PSNR_PROBE_SAMPLES, FittedBatch, finish_batch, make_header, tile_targets, with_channels
 from loe_codec.errors import LoeError, UsageError
@@ -74,20 +74,6 @@ class Variant:
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-def mlp_baseline(config: CodecConfig, learning_rate: float | None = None) -> CodecConfig:
-    """``config`` as a plain MLP: all banks 1, the widest width within the LoE parameter count.
-
-    Bits, steps, sampling and tiling stay the same, so both files cost about the same bytes;
-    ``learning_rate`` (default: the preset's) lets the baseline get its own best rate.
-    """
-    budget = config.model.parameter_count()
-    model = dataclasses.replace(config.model, banks=(1,) * config.model.layers, width=1)
-    while dataclasses.replace(model, width=model.width + 1).parameter_count() <= budget:
-        model = dataclasses.replace(model, width=model.width + 1)
-    fit = config.fit if learning_rate is None else dataclasses.replace(config.fit, learning_rate=learning_rate)
-    return dataclasses.replace(config, model=model, fit=fit, preset=f"{config.preset}-mlp")
 
 
 def select_images(data: Path, names: str | None) -> list[Path]:

@@ -10,6 +10,7 @@ import math
 import os
 import shlex
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -167,8 +168,10 @@ def encode(
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in pixels (overrides the preset)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Fitting steps per tile (overrides the preset)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same input + seed = same file)."),
-    bpp: Optional[float] = typer.Option(None, "--bpp", help="Target size in bits per pixel (hit within a few %)."),
-    psnr: Optional[float] = typer.Option(None, "--psnr", help="Target quality in dB: the smallest file that reaches it."),
+    bpp: Optional[float] = typer.Option(None, "--bpp", help="Target size in bits per pixel (videos: per pixel per "
+                                        "frame; hit within a few %)."),
+    psnr: Optional[float] = typer.Option(None, "--psnr", help="Target quality in dB (videos: mean per-frame PSNR): "
+                                         "the smallest file that reaches it."),
     quality: Optional[int] = typer.Option(
         None, "--quality", "-q", min=0, max=100,
         help="0 (smallest) .. 100 (best the preset's network can do); default: the preset's."),
@@ -184,9 +187,10 @@ def encode(
 ) -> None:
     """Fit LoE networks to the image's tiles (or the video's space-time blocks), quantize them and write a .loe file.
 
-    The preset picks the network and how long it is fitted; for images --bpp, --psnr or -q pick the
-    rate (at most one of them). The weights are quantized with steps chosen per tile and layer
-    (more bits where they buy more quality), fine-tuned with the quantizer in the loop, then
+    The preset picks the network and how long it is fitted; --bpp, --psnr or -q pick the
+    rate (at most one of them; for videos bpp counts bits per pixel per frame and PSNR is the
+    mean per frame). The weights are quantized with steps chosen per tile and layer (more
+    bits where they buy more quality), fine-tuned with the quantizer in the loop, then
     entropy-coded.
 
     Under torchrun (e.g. torchrun --nproc-per-node 8 -m cli encode ...) the processes share the
@@ -198,10 +202,11 @@ def encode(
     if looks_like_video(source):
         from cli import video
 
-        if any(v is not None for v in (bpp, psnr, quality)) or resume:
-            _fail("--bpp, --psnr, -q and --resume apply to images only for now", 2)
+        if resume:
+            _fail("--resume applies to images only for now", 2)
         with _errors(), _progress(quiet) as bar:
-            data, summary = video.encode(source, output, preset, steps, tile, seed, chunk, device, not no_measure,
+            data, summary = video.encode(source, output, preset, steps, tile, seed, chunk,
+                                         {"bpp": bpp, "psnr": psnr, "quality": quality}, device, not no_measure,
                                          _stage_callback(bar), _warn)
         _emit(data, as_json, summary)
         return
@@ -344,33 +349,43 @@ def _parse_points(text: str) -> list[float]:
     return sorted(set(points))
 
 
-@app.command(help="Compare codecs on a set of images, in bits and dB.\n\n"
+@app.command(help="Compare codecs on a set of images, or on videos, in bits and dB.\n\n"
                   "Codes every image with every codec at every setting, decodes it back and writes bytes, bpp, "
                   "PSNR (RGB, 8-bit), encode and decode seconds to the JSON; prints the mean PSNR at the --points "
                   "rates and BD-rate / BD-PSNR vs JPEG and JPEG 2000; writes a Markdown report and a PNG plot of "
-                  "the mean RD curves.")
+                  "the mean RD curves.\n\n"
+                  "Videos: bpp per pixel per frame, mean per-frame PSNR; codecs loe (video presets), mlp (its "
+                  "plain-MLP baseline), frames (every frame a loe image), x264 and x265 (preset medium, yuv420p, "
+                  "CRF sweep); BD-rate / BD-PSNR vs x264 and x265.")
 def bench(
-    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders of images (png, jpg, tif, webp, ...)."),
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders of images (png, jpg, tif, webp, ...), "
+                                                  "or video files (all inputs videos)."),
     output: Path = typer.Option(..., "--output", "-o", help="Results JSON (every measurement, machine, summary)."),
     codecs: Optional[str] = typer.Option(None, "--codecs", "-c",
                                          help="Codecs, comma separated, from: loe, jpeg (4:2:0), jpeg444, webp, "
                                               "jpeg2000, avif (4:4:4), avif420, jpegxl (default: loe,jpeg,webp,"
-                                              "jpeg2000,avif,jpegxl)."),
+                                              "jpeg2000,avif,jpegxl); videos: loe, mlp, frames, x264, x265 "
+                                              "(default: loe,x264,x265)."),
     settings: list[str] = typer.Option([], "--settings", "-s",
                                        help="CODEC=S1,S2,... replaces a codec's default sweep (repeatable): "
                                             "loe presets (fast, balanced, best; default fast) with an optional "
                                             "rate: balanced@q40 (quality 0..100) or balanced@bpp0.5; jpeg/webp/avif "
-                                            "quality, jpeg2000 target PSNR (dB), jpegxl distance."),
-    points: str = typer.Option("0.25,0.5,1.0", "--points", help="bpp points of the table, comma separated."),
+                                            "quality, jpeg2000 target PSNR (dB), jpegxl distance; loe/mlp on videos: "
+                                            "video presets (video@bpp0.1, video-fast/300@q50), frames: image "
+                                            "presets, x264/x265: CRF."),
+    points: Optional[str] = typer.Option(None, "--points", help="bpp points of the table, comma separated "
+                                         "(default 0.25,0.5,1.0; videos 0.05,0.1,0.2)."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Videos: the first N frames only."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Markdown report (default: OUTPUT with .md)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG plot of the mean RD curves (default: OUTPUT "
                                                              "with .png)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Reference anchors JSON (like "
                                              "kodak_classical_codecs.json) to compare the classical codecs with."),
-    bd_method: str = typer.Option("cubic", "--bd-method", help="Bjontegaard fit in log(bpp): cubic (VCEG-M33) or "
-                                  "pchip."),
-    bd_average: str = typer.Option("curve", "--bd-average", help="curve: BD between the mean RD curves (as the "
-                                   "reference anchors); images: BD per image, then averaged."),
+    bd_method: Optional[str] = typer.Option(None, "--bd-method", help="Bjontegaard fit in log(bpp): cubic "
+                                            "(VCEG-M33; images' default) or pchip (videos' default)."),
+    bd_average: Optional[str] = typer.Option(None, "--bd-average", help="curve: BD between the mean RD curves "
+                                             "(as the reference anchors; images' default); images: BD per image "
+                                             "(or video), then averaged (videos' default)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the measurements already in OUTPUT, run the rest."),
     device: str = DeviceOpt,
     loe_steps: Optional[int] = typer.Option(None, "--loe-steps", help="Override loe's fitting steps (quick checks)."),
@@ -378,15 +393,22 @@ def bench(
 ) -> None:
     """Run :func:`loe_codec.bench.run_bench` and print its table."""
     from loe_codec import bench as lb
+    from loe_codec.videoio import looks_like_video
 
-    pts = _parse_points(points)
-    with _errors():
-        bd = lb.BdSpec(bd_method, bd_average)
-        names = [c.strip() for c in codecs.split(",") if c.strip()] if codecs is not None else lb.DEFAULT_CODECS
-        chosen = lb.make_codecs(names, device, loe_steps)
+    videos = [p for p in inputs if p.is_file() and looks_like_video(p)]
+    if videos and len(videos) != len(inputs):
+        _fail("give either images or videos to compare, not both", 2)
+    if frames is not None and not videos:
+        _fail("--frames applies to videos only", 2)
+    pts = _parse_points(points if points is not None else ("0.05,0.1,0.2" if videos else "0.25,0.5,1.0"))
+    with _errors(), tempfile.TemporaryDirectory(prefix="loe-bench-cut-") as cut:
+        bd = lb.BdSpec(bd_method or ("pchip" if videos else "cubic"), bd_average or ("images" if videos else "curve"))
+        default = lb.DEFAULT_VIDEO_CODECS if videos else lb.DEFAULT_CODECS
+        names = [c.strip() for c in codecs.split(",") if c.strip()] if codecs is not None else default
+        chosen = lb.make_codecs(names, device, loe_steps, video=bool(videos))
         sweep = lb.settings_for(chosen, lb.parse_settings(settings))
         ref = lb.load_reference(reference) if reference is not None else None
-        images = lb.find_images(inputs)
+        images = lb.open_videos(videos, frames, cut) if videos else lb.find_images(inputs)
         md = markdown if markdown is not None else output.with_suffix(".md")
         png = plot if plot is not None else output.with_suffix(".png")
         lb.check_outputs(pts, output, md, png)
@@ -399,7 +421,8 @@ def bench(
             run = lb.run_bench(images, chosen, sweep, output, points=pts, command=shlex.join(["loe", *sys.argv[1:]]),
                                resume=resume, bd=bd, reference=ref, markdown=md, plot=png,
                                progress=update if bar is not None else None)
-    Console().print(lb.rich_table(run["summary"], title=f"{len(images)} image(s): mean PSNR (dB) at each rate, "
+    what = "video(s), bpp per frame, mean per-frame PSNR" if videos else "image(s)"
+    Console().print(lb.rich_table(run["summary"], title=f"{len(images)} {what}: mean PSNR (dB) at each rate, "
                                                         f"BD-rate (%) and BD-PSNR (dB)"))
     for line in lb.setting_lines(run["summary"], most=3):  # codecs with few points: their means
         typer.echo(line)

@@ -24,17 +24,20 @@ def parse_range(text: Optional[str], name: str, kind: type) -> Optional[tuple]:
         raise UsageError(f"{name} must be START:END in {unit} (end exclusive), got {text!r}") from None
 
 
-def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed, chunk, device: str,
+def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed, chunk, rate: dict, device: str,
            measure: bool, progress, warn: Callable[[str], None]):
-    """Encode a video; returns ``(result dict, summary line)``."""
+    """Encode a video; ``rate`` holds ``bpp``, ``psnr`` and ``quality`` (at most one set). Returns
+    ``(result dict, summary line)``."""
     from loe_codec.video import encode_video
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = encode_video(source, output, preset or "video", steps=steps, tile=tile, seed=seed, chunk=chunk,
-                              device=device, progress=progress, measure_psnr=measure)
+                              **rate, device=device, progress=progress, measure_psnr=measure)
     for w in caught:
         warn(str(w.message))
+    for note in result.notes:
+        warn(note)
     psnr = f"{result.psnr:.2f} dB (mean per frame)" if result.psnr is not None else "not measured"
     return vars(result), (f"{result.path}: {result.bytes} bytes, {result.bpp:.4f} bpp (per pixel per frame), "
                           f"PSNR {psnr}, {result.frames} frames at {result.fps:.3f} fps, {result.blocks} blocks, "

@@ -48,6 +48,18 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def rate_choice(config: CodecConfig, bpp: float | None, psnr: float | None,
+                quality: int | None) -> tuple[CodecConfig, RateTarget]:
+    """The config and rate target of at most one rate choice (images and video alike): ``quality``
+    sets the config's slope from the ladder, ``bpp`` / ``psnr`` become a :class:`RateTarget`
+    (checked here, before any work)."""
+    if sum(v is not None for v in (bpp, psnr, quality)) > 1:
+        raise UsageError("give at most one of bpp, psnr and quality")
+    if quality is not None:
+        config = config.with_overrides(slope=slope_for_quality(quality))
+    return config, RateTarget(bpp=bpp, psnr=psnr)
+
+
 def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "balanced", *,
            config: CodecConfig | None = None, steps: int | None = None, tile: int | None = None,
            seed: int | None = None, bpp: float | None = None, psnr: float | None = None,
@@ -81,10 +93,7 @@ def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "
             if value is not None and value < 0:
                 raise UsageError(f"{name} must be >= 0, got {value}")
         cfg = cfg.with_overrides(steps=steps, tile=tile, seed=seed)
-        if sum(v is not None for v in (bpp, psnr, quality)) > 1:
-            raise UsageError("give at most one of bpp, psnr and quality")
-        if quality is not None:
-            cfg = cfg.with_overrides(slope=slope_for_quality(quality))
+        cfg, target = rate_choice(cfg, bpp, psnr, quality)
         if cfg.model.dims != 2:
             raise UsageError(f"images need a 2-D model (dims=2), the config has dims={cfg.model.dims}")
         output = str(output)
@@ -92,7 +101,6 @@ def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "
             raise UsageError(f"{output}: the output of encode must end in .loe")
         if ranks.main:  # the one that writes it
             check_output_location(output)
-        target = RateTarget(bpp=bpp, psnr=psnr)
         temporary_cache = resume and cache_dir is None
         if temporary_cache:
             cache_dir = output + RESUME_SUFFIX

@@ -277,3 +277,17 @@ def preset(name: str) -> CodecConfig:
         return PRESETS[name]
     except KeyError:
         raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def mlp_baseline(config: CodecConfig, learning_rate: float | None = None) -> CodecConfig:
+    """``config`` as a plain MLP: all banks 1, the widest width within the LoE parameter count.
+
+    Bits, steps, sampling and tiling stay the same, so both files cost about the same bytes;
+    ``learning_rate`` (default: the preset's) lets the baseline get its own best rate.
+    """
+    budget = config.model.parameter_count()
+    model = dataclasses.replace(config.model, banks=(1,) * config.model.layers, width=1)
+    while dataclasses.replace(model, width=model.width + 1).parameter_count() <= budget:
+        model = dataclasses.replace(model, width=model.width + 1)
+    fit = config.fit if learning_rate is None else dataclasses.replace(config.fit, learning_rate=learning_rate)
+    return dataclasses.replace(config, model=model, fit=fit, preset=f"{config.preset}-mlp")

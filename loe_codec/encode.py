@@ -232,6 +232,86 @@ def finish_batch(batch: FittedBatch, targets: list[TileTarget], config: CodecCon
     return [batch.pack(k, steps[k], config) for k in range(len(batch.tiles))]
 
 
+PsnrFn = Callable[[list[FittedBatch], list[torch.Tensor]], float]
+"""``psnr_of(batches, errors)``: the PSNR (dB) a quality target is about, from each batch's estimated
+squared errors ``errors[b]`` ``[T]`` (summed over the pixels each tile stands for, peak 1)."""
+
+
+def image_psnr(pixels: int) -> PsnrFn:
+    """PSNR of an image of ``pixels`` pixels: the mean squared error over all of them."""
+    return lambda batches, errors: psnr_from_mse(sum(float(e.sum()) for e in errors) / pixels, peak=1.0)
+
+
+def estimated_psnr(batches: list[FittedBatch], slope: float, psnr_of: PsnrFn) -> float:
+    """The PSNR ``psnr_of`` estimates for ``batches`` quantized at ``slope`` (probe pixels, no fine-tuning)."""
+    return psnr_of(batches, [batch.squared_error(slope) for batch in batches])
+
+
+def slope_for_target(batches: list[FittedBatch], target: RateTarget, config: CodecConfig, budget: float,
+                     psnr_of: PsnrFn, notes: list[str] | None = None, what: str = "image") -> float:
+    """The one slope of every batch that meets a ``bpp`` or ``psnr`` target (images and video alike).
+
+    ``bpp``: the coarsest slope whose blobs fit in ``budget`` bytes (the file's bytes less its
+    header): bisection on the closed-form size estimate, then on exact coded sizes near its
+    answer. ``psnr``: the coarsest slope whose estimated ``psnr_of`` reaches the target; a
+    target beyond the networks' ceiling codes just below the ceiling and says so in ``notes``.
+    """
+    if target.bpp is not None:
+        def estimate(slope: float) -> float:
+            return sum(batch_size_estimate(batch, slope, config) for batch in batches)
+
+        def size(slope: float) -> float:
+            return sum(b.size for batch in batches for b in pack_batch(batch, slope, config))
+
+        guess = solve_slope(estimate, budget)
+        return solve_slope(size, budget, guess / 2, guess * 2, iterations=12)
+
+    def quality(slope: float) -> float:
+        return estimated_psnr(batches, slope, psnr_of)
+    ceiling = quality(SLOPE_RANGE[0])
+    goal = target.psnr
+    if ceiling < goal:
+        # Unreachable: finer steps would spend many bits for nothing; stop just below the ceiling.
+        goal = ceiling - CEILING_MARGIN_DB
+        if notes is not None:
+            notes.append(f"the {config.preset} network reaches about {ceiling:.2f} dB on this {what}, below "
+                         f"the {target.psnr:g} dB asked; coded near that ceiling (a bigger preset may reach it)")
+    return solve_slope(quality, goal)
+
+
+BPP_RETUNE_TOLERANCE = 0.01  # a fine-tuned file this close to its bpp budget is kept as it is
+
+
+def retune(tuned: list[FittedBatch], blobs: list[np.ndarray], target: RateTarget, config: CodecConfig,
+           budget: float, psnr_of: PsnrFn) -> tuple[list[np.ndarray], CodecConfig]:
+    """After fine-tuning ``tuned`` at the config's slope for a rate target: the blobs and config to keep.
+
+    ``psnr``: fine-tuning gained quality the estimate did not count; spend it on the coarsest slope
+    (>= the config's) whose quality, measured on the fine-tuned networks, still meets the target.
+    ``bpp``: fine-tuning moved the weights (and their distance from the reference), so the size
+    moved too; if it left ``budget`` bytes by more than :data:`BPP_RETUNE_TOLERANCE`, re-solve
+    the slope on the exact sizes of the fine-tuned networks.
+    """
+    slope = config.quant.slope
+    if config.quant.qat_steps == 0 or (target.bpp is None and target.psnr is None):
+        return blobs, config
+    if target.psnr is not None:
+        def quality(s: float) -> float:
+            return estimated_psnr(tuned, s, psnr_of)
+        new = solve_slope(quality, min(target.psnr, quality(slope)), low=slope, iterations=20)
+        if new <= slope:
+            return blobs, config
+    else:
+        if abs(sum(b.size for b in blobs) - budget) <= BPP_RETUNE_TOLERANCE * budget:
+            return blobs, config
+
+        def size(s: float) -> float:
+            return sum(b.size for batch in tuned for b in pack_batch(batch, s, config))
+        new = solve_slope(size, budget, iterations=20)
+    config = config.with_overrides(slope=new)
+    return [b for batch in tuned for b in pack_batch(batch, new, config)], config
+
+
 def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
                  progress: StageProgressFn | None = None, target: RateTarget = RateTarget(),
                  cache: FitCache | None = None, ranks: Ranks = SINGLE,
@@ -272,33 +352,12 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     mine = [batch for batch, _ in fit_batches(image, grid, config, device, progress, cache, ranks)]
     batches = ranks.in_batch_order(ranks.gather(mine))
     pixels = grid.width * grid.height
-    slope = None
-    if ranks.main and target.bpp is not None:
-        # Bisection on the closed-form size estimate, then on exact coded sizes near its answer.
+    psnr_of = image_psnr(pixels)
+    slope, budget = None, 0.0
+    if ranks.main:
         header = make_header(image, config.with_overrides(slope=1.0), {"psnr": 99.9999})
-        budget = target.bpp * pixels / 8 - overhead_bytes(header)
-
-        def estimate(slope: float) -> float:
-            return sum(batch_size_estimate(batch, slope, config) for batch in batches)
-
-        def size(slope: float) -> float:
-            return sum(b.size for batch in batches for b in pack_batch(batch, slope, config))
-
-        guess = solve_slope(estimate, budget)
-        slope = solve_slope(size, budget, guess / 2, guess * 2, iterations=12)
-    elif ranks.main:
-        def quality(slope: float) -> float:
-            error = sum(float(batch.squared_error(slope).sum()) for batch in batches)
-            return psnr_from_mse(error / pixels, peak=1.0)
-        ceiling = quality(SLOPE_RANGE[0])
-        goal = target.psnr
-        if ceiling < goal:
-            # Unreachable: finer steps would spend many bits for nothing; stop just below the ceiling.
-            goal = ceiling - CEILING_MARGIN_DB
-            if notes is not None:
-                notes.append(f"the {config.preset} network reaches about {ceiling:.2f} dB on this image, below "
-                             f"the {target.psnr:g} dB asked; coded near that ceiling (a bigger preset may reach it)")
-        slope = solve_slope(quality, goal)
+        budget = target.bpp * pixels / 8 - overhead_bytes(header) if target.bpp is not None else 0.0
+        slope = slope_for_target(batches, target, config, budget, psnr_of, notes, "image")
     del batches  # rank 0 solved the slope: each rank now needs its own batches only
     config = config.with_overrides(slope=ranks.from_main(slope))
     finished = []
@@ -306,25 +365,14 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
         targets = tile_targets(image, grid, config, batch.tiles)
         finished.append(finish_batch(batch, targets, config, device, qat_progress(done, len(batch.tiles))))
         done += len(batch.tiles)
-    retune = target.psnr is not None and config.quant.qat_steps > 0
-    # The fine-tuned networks meet on rank 0 too when they decide a coarser slope.
-    per_rank = ranks.gather((finished, mine if retune else None))
+    # The fine-tuned networks meet on rank 0 too, which may re-solve the slope on them.
+    per_rank = ranks.gather((finished, mine if config.quant.qat_steps > 0 else None))
     if not ranks.main:
         return [], config
     blobs = in_tile_order([blobs for blobs, _ in per_rank])
-    if retune:
-        # Fine-tuning gained quality the estimate did not count: spend it on a coarser slope,
-        # measured on the fine-tuned networks themselves.
-        batches = ranks.in_batch_order([tuned for _, tuned in per_rank])
-
-        def tuned_quality(slope: float) -> float:
-            error = sum(float(batch.squared_error(slope).sum()) for batch in batches)
-            return psnr_from_mse(error / pixels, peak=1.0)
-        goal = min(target.psnr, tuned_quality(config.quant.slope))
-        coarser = solve_slope(tuned_quality, goal, low=config.quant.slope, iterations=20)
-        if coarser > config.quant.slope:
-            config = config.with_overrides(slope=coarser)
-            blobs = [b for batch in batches for b in pack_batch(batch, coarser, config)]
+    if config.quant.qat_steps > 0:
+        tuned = ranks.in_batch_order([tuned for _, tuned in per_rank])
+        blobs, config = retune(tuned, blobs, target, config, budget, psnr_of)
     return blobs, config
 
 

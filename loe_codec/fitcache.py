@@ -31,13 +31,18 @@ class FitCache:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def key(self, source: str | os.PathLike, config: CodecConfig, tiles: list[int], device: str) -> str:
-        """The batch's name: ``cuda:1`` counts as ``cuda`` (a batch fitted by another rank is found)."""
+    def key(self, source: str | os.PathLike, config: CodecConfig, tiles: list[int], device: str,
+            extra: dict | None = None) -> str:
+        """The batch's name: ``cuda:1`` counts as ``cuda`` (a batch fitted by another rank is found).
+
+        ``extra``: more settings the fit depends on (a video's time chunks)."""
         stat = Path(source).stat()
         cfg = config.to_dict()
         identity = {"v": CACHE_VERSION, "source": str(Path(source).resolve()), "size": stat.st_size,
                     "mtime": stat.st_mtime_ns, "model": cfg["model"], "fit": cfg["fit"], "tile": cfg["tile"],
                     "tiles": tiles, "device": torch.device(device).type, "torch": torch.__version__}
+        if extra:
+            identity["extra"] = extra
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
     def _path(self, key: str) -> Path:

@@ -27,16 +27,15 @@ import torch
 from . import __version__
 from .config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
 from .decode import BLOCK, DecodeRequest, TileCache, _axis_positions
-from .encode import PSNR_PROBE_SAMPLES, BlobSource, FittedBatch, StageProgressFn, finish_batch, with_channels
+from .encode import BlobSource, StageProgressFn, with_channels
 from .errors import UsageError
 from .files import check_output_location
-from .fit import tile_seed
+from .fitcache import FitCache
 from .metrics import ErrorAccumulator, psnr_from_mse
 from .video_container import TimeConfig, VideoHeader, VideoInfo, VideoReader, write_video_codec
-from .rate import Probe, layer_sensitivity
-from .video_fit import BlockTarget, _VoxelPool, fit_blocks
-from .video_tiling import Block, SpaceTimeGrid
-from .videoio import FrameWindows, VideoSource, as_rate, check_video_output, write_video
+from .video_encode import fit_and_pack_video, placeholder_stats, with_config
+from .video_tiling import SpaceTimeGrid
+from .videoio import VideoSource, as_rate, check_video_output, write_video
 
 MAX_SAMPLES_PER_GROUP = 1 << 18
 Region = tuple[int, int, int, int]
@@ -106,6 +105,8 @@ class VideoEncodeResult:
     blocks: int
     audio: str
     seconds: float
+    notes: tuple[str, ...] = ()
+    """Things the user should know (e.g. a PSNR target beyond what the preset's networks reach)."""
 
 
 def bits_per_voxel(size_bytes: int, width: int, height: int, frames: int) -> float:
@@ -115,68 +116,26 @@ def bits_per_voxel(size_bytes: int, width: int, height: int, frames: int) -> flo
 
 # --- encoding -----------------------------------------------------------------------------------------
 
-def block_target(frames: torch.Tensor, first_frame: int, grid: SpaceTimeGrid, block: Block,
-                 seed: int) -> BlockTarget:
-    """Fit target of one block; ``frames`` ``[n, H, W, C]`` holds the chunk's window from ``first_frame``."""
-    wx, wy, ww, wh = grid.space.window(block.tile)
-    dx, dy, ex, ey = grid.space.domain(block.tile)
-    f0, f1 = grid.time.window(block.chunk)
-    t0, te = grid.time.domain(block.chunk)
-    voxels = frames[f0 - first_frame:f1 - first_frame, wy:wy + wh, wx:wx + ww].contiguous()
-    return BlockTarget(voxels, (wx, wy, f0), (dx, dy, t0), (ex, ey, te), tile_seed(seed, block.index))
-
-
-def fit_and_pack_video(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig, device: str,
-                       progress: StageProgressFn | None = None) -> list[torch.Tensor]:
-    """Fit every block, chunk after chunk (``tiles_per_batch`` blocks at a time); packed blobs in block order.
-
-    Frames stream through a window: only one chunk (plus its margins) is in memory.
-    """
-    windows = FrameWindows(source.iter_frames())
-    per_batch = config.fit.tiles_per_batch
-    total = float(len(grid) * config.fit.steps)
-    blobs: list[torch.Tensor] = []
-    for chunk in grid.time.chunks():
-        f0, f1 = grid.time.window(chunk)
-        frames = torch.from_numpy(windows.window(f0, f1))
-        blocks = grid.blocks_of_chunk(chunk)
-        for start in range(0, len(blocks), per_batch):
-            part = blocks[start:start + per_batch]
-            done_before = len(blobs)
-
-            def fit_progress(step: int, steps: int, loss: float, done_before: int = done_before,
-                             n: int = len(part)) -> None:
-                if progress is not None:
-                    progress("fit", done_before * steps + step * n, total)
-
-            targets = [block_target(frames, f0, grid, b, config.fit.seed) for b in part]
-            model = fit_blocks(config.model, config.fit, targets, device, fit_progress)
-            # Steps from the blocks' sensitivities, fine-tuning with the quantizer, entropy coding: as images.
-            voxels = [(b.tile.x1 - b.tile.x0) * (b.tile.y1 - b.tile.y0) * (b.chunk.f1 - b.chunk.f0)
-                      for b in part]
-            probe = Probe.of(targets, voxels, pool_type=_VoxelPool)
-            batch = FittedBatch.of(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES),
-                                   config)
-            blobs += [torch.from_numpy(b.copy())
-                      for b in finish_batch(batch, targets, config, device, pool_type=_VoxelPool)]
-    if progress is not None:
-        progress("fit", total, total)
-    return blobs
-
-
 def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: str = "video", *,
                  config: VideoConfig | None = None, steps: int | None = None, tile: int | None = None,
-                 seed: int | None = None, chunk: int | None = None, device: str = "auto",
-                 progress: StageProgressFn | None = None, measure_psnr: bool = True) -> VideoEncodeResult:
+                 seed: int | None = None, chunk: int | None = None, bpp: float | None = None,
+                 psnr: float | None = None, quality: int | None = None, device: str = "auto",
+                 progress: StageProgressFn | None = None, measure_psnr: bool = True,
+                 cache_dir: str | os.PathLike | None = None) -> VideoEncodeResult:
     """Encode the video at ``source`` into the `.loe` file ``output``.
 
     ``preset`` names a :data:`VIDEO_PRESETS` entry (or pass a full ``config``);
     ``steps``, ``tile``, ``seed`` and ``chunk`` (frames per block) override it.
-    Audio is not coded: an input with audio gives an :class:`AudioDroppedWarning`.
-    With ``measure_psnr`` the encoder decodes what it wrote and reports the mean
-    per-frame PSNR.
+    At most one rate choice, as for images (:func:`loe_codec.encode`): ``bpp``
+    (the file's bits per pixel per frame), ``psnr`` (the smallest file whose
+    estimated mean per-frame PSNR reaches it) or ``quality`` (0..100, the
+    images' ladder of slopes); the slope it resolves to is stored in the
+    file's config. Audio is not coded: an input with audio gives an
+    :class:`AudioDroppedWarning`. With ``measure_psnr`` the encoder decodes
+    what it wrote and reports the mean per-frame PSNR. ``cache_dir`` keeps every fitted batch
+    there (as for images): an encode of the same clip at another rate skips the fits.
     """
-    from .api import resolve_device
+    from .api import rate_choice, resolve_device
 
     started = _time.perf_counter()
     vcfg = config if config is not None else video_preset(preset)
@@ -184,6 +143,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
         if value is not None and value < (1 if name == "chunk" else 0):
             raise UsageError(f"{name} must be >= {1 if name == 'chunk' else 0}, got {value}")
     vcfg = vcfg.with_overrides(steps=steps, tile=tile, seed=seed, chunk=chunk)
+    codec_cfg, target = rate_choice(vcfg.codec, bpp, psnr, quality)
+    vcfg = dataclasses.replace(vcfg, codec=codec_cfg)
     if vcfg.codec.model.dims != 3:
         raise UsageError(f"video needs a 3-D model (dims=3), the config has dims={vcfg.codec.model.dims}")
     output = str(output)
@@ -198,9 +159,13 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                       AudioDroppedWarning, stacklevel=2)
     config_ = with_channels(vcfg.codec, src.channels)
     info = VideoInfo(src.width, src.height, src.frames, src.fps.numerator, src.fps.denominator, audio=audio)
-    header = VideoHeader(info, config_, vcfg.time, [], {}, encoder=f"loe-codec {__version__}")
+    header = VideoHeader(info, config_, vcfg.time, [], placeholder_stats(measure_psnr),
+                         encoder=f"loe-codec {__version__}")
     grid = header.grid
-    blobs = fit_and_pack_video(src, grid, config_, device, progress)
+    notes: list[str] = []
+    cache = FitCache(cache_dir) if cache_dir is not None else None
+    blobs, config_ = fit_and_pack_video(src, header, device, progress, target, notes, cache)
+    header = with_config(header, config_, {})
     psnr = None
     if measure_psnr:
         stage = (lambda done, total: progress("measure", done, total)) if progress is not None else None
@@ -211,7 +176,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                         for k, v in errors.summary().items() if k != "psnr_per_frame"}
     size = write_video_codec(output, header, blobs)
     return VideoEncodeResult(output, size, bits_per_voxel(size, src.width, src.height, src.frames), psnr,
-                             src.frames, float(src.fps), len(grid), audio, _time.perf_counter() - started)
+                             src.frames, float(src.fps), len(grid), audio, _time.perf_counter() - started,
+                             tuple(notes))
 
 
 # --- decoding -----------------------------------------------------------------------------------------

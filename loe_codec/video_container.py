@@ -18,6 +18,7 @@ A decoder opens the file lazily and reads only the blocks a request touches.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import zlib
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 
 from .config import CodecConfig
 from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, config_from_header, load_header_json, \
@@ -176,6 +177,16 @@ def write_video_codec(path: str | os.PathLike, header: VideoHeader, blobs: list[
     with atomic_output(path) as tmp:
         save_file(tensors, tmp, metadata={METADATA_KEY: header.to_json()})
     return path.stat().st_size
+
+
+def video_overhead_bytes(header: VideoHeader, blob_bytes: int) -> int:
+    """Bytes a video file with ``header`` holds besides its block blobs (JSON header, tensor table),
+    for blobs of about ``blob_bytes`` bytes each (their offsets' digits count too)."""
+    count = len(header.grid)
+    header = dataclasses.replace(header, block_crc32=[0xFFFFFFFF] * count)  # the widest checksums
+    size = max(1, int(blob_bytes))
+    tensors = {f"block.{k}": torch.zeros(size, dtype=torch.uint8) for k in range(count)}
+    return len(save(tensors, metadata={METADATA_KEY: header.to_json()})) - count * size
 
 
 class VideoReader:

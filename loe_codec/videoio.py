@@ -193,9 +193,10 @@ def _pixel_format(codec_name: str, suffix: str, width: int, height: int) -> str:
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float | Fraction,
-                codec: str | None = None) -> int:
+                codec: str | None = None, options: dict[str, str] | None = None) -> int:
     """Write uint8 RGB frames ``[h, w, 3]`` to a video file or a numbered image sequence.
 
+    ``options`` go to the encoder (x264/x265 default to CRF 18, preset medium).
     Returns the number of frames written. Atomic: nothing is left behind on failure.
     """
     path = check_video_output(path, codec)
@@ -216,6 +217,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: floa
                         stream.pix_fmt = _pixel_format(codec_name, suffix, w, h)
                         if codec_name in ("libx264", "libx265"):
                             stream.options = {"crf": "18", "preset": "medium"}
+                        stream.options = {**stream.options, **(options or {})}
                     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels[..., :3]), format="rgb24")
                     for packet in stream.encode(frame):
                         container.mux(packet)

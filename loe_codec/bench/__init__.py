@@ -6,6 +6,8 @@ Modules, one job each:
 * :mod:`.codecs` the codec interface and one :class:`Measurement`;
 * :mod:`.classical` JPEG, WebP, JPEG 2000, AVIF, JPEG XL through ``imagecodecs``;
 * :mod:`.loe` the loe codec through the public API (:func:`loe_config` maps settings to configs);
+* :mod:`.videos` the videos (reference frames, optionally cut) and :mod:`.video_codecs` their
+  codecs: loe video, its plain-MLP baseline, loe images frame by frame, x264, x265;
 * :mod:`.registry` codec names and per-codec settings;
 * :mod:`.rd` RD maths: PSNR at fixed rates, Bjøntegaard BD-rate / BD-PSNR;
 * :mod:`.summary` the table's numbers; :mod:`.report` table, Markdown and plot;
@@ -18,7 +20,10 @@ from .registry import CODEC_NAMES, DEFAULT_CODECS, make_codecs, parse_settings, 
 from .report import rich_table, setting_lines
 from .runner import DEFAULT_POINTS, check_outputs, load_reference, run_bench
 from .summary import BdSpec
+from .video_codecs import DEFAULT_VIDEO_CODECS, VIDEO_CODEC_NAMES
+from .videos import open_videos
 
-__all__ = ["BdSpec", "CODEC_NAMES", "DEFAULT_CODECS", "DEFAULT_POINTS", "check_outputs", "find_images",
+__all__ = ["BdSpec", "CODEC_NAMES", "DEFAULT_CODECS", "DEFAULT_POINTS", "DEFAULT_VIDEO_CODECS", "VIDEO_CODEC_NAMES",
+           "open_videos", "check_outputs", "find_images",
            "load_reference", "loe_config", "make_codecs", "parse_settings", "rich_table", "run_bench",
            "setting_lines", "settings_for"]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .images import BenchImage
+    from .videos import BenchVideo
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,12 @@ class Measurement:
         return self.image, self.codec, self.setting
 
     @classmethod
-    def create(cls, image: "BenchImage", codec: str, setting: str, size: int, psnr: float,
+    def create(cls, image: "BenchImage | BenchVideo", codec: str, setting: str, size: int, psnr: float,
                encode_s: float, decode_s: float) -> "Measurement":
-        """A measurement of ``size`` coded bytes of ``image`` (bpp over its pixels; inf PSNR -> None)."""
-        from ..metrics import bits_per_pixel
-
-        return cls(image.name, codec, setting, size, bits_per_pixel(size, image.width, image.height),
+        """A measurement of ``size`` coded bytes of ``image`` (bpp over its pixels, and over its frames for a
+        video; inf PSNR -> None)."""
+        frames = getattr(image, "frames", 1)
+        return cls(image.name, codec, setting, size, size * 8.0 / (image.width * image.height * frames),
                    psnr if math.isfinite(psnr) else None, round(encode_s, 6), round(decode_s, 6))
 
 

@@ -10,9 +10,12 @@ quantization-aware fine-tuning and coding.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -23,25 +26,47 @@ from .codecs import Codec, Measurement
 from .images import BenchImage
 
 
+@dataclass(frozen=True)
+class LoeSetting:
+    """A loe bench setting ``PRESET[/STEPS][@qN|@bppX]``: preset name, fitting steps (None: the preset's),
+    quality (0..100) or bpp target (at most one; neither: the preset's slope)."""
+
+    preset: str
+    steps: int | None = None
+    quality: int | None = None
+    bpp: float | None = None
+
+    @classmethod
+    def parse(cls, setting: str, presets: Iterable[str], codec: str = "loe") -> "LoeSetting":
+        head, _, rate = setting.partition("@")
+        name, _, steps = head.partition("/")
+        if name not in presets:
+            raise UsageError(f"{codec}: unknown setting {setting!r}; choose one of {', '.join(presets)}, "
+                             "optionally with /STEPS and @qN or @bppX")
+        try:
+            out = cls(name, int(steps) if steps else None)
+            if out.steps is not None and out.steps < 0:
+                raise ValueError
+            if not rate:
+                return out
+            if rate.startswith("q"):
+                slope_for_quality(int(rate[1:]))  # checks the range
+                return dataclasses.replace(out, quality=int(rate[1:]))
+            if rate.startswith("bpp") and 0 < float(rate[3:]) < 64:
+                return dataclasses.replace(out, bpp=float(rate[3:]))
+        except (ValueError, UsageError):
+            pass
+        raise UsageError(f"{codec}: bad rate or steps in setting {setting!r}; use PRESET[/STEPS][@qN|@bppX] "
+                         "(N in 0..100, X in (0, 64))")
+
+
 def loe_setting(setting: str) -> tuple[CodecConfig, float | None]:
     """The codec config and bpp target (or None) a bench setting stands for."""
-    name, _, rate = setting.partition("@")
-    if name not in PRESETS:
-        raise UsageError(f"loe: unknown setting {setting!r}; choose one of {', '.join(PRESETS)}, "
-                         "optionally with @qN or @bppX")
-    config = preset(name)
-    if not rate:
-        return config, None
-    try:
-        if rate.startswith("q"):
-            return config.with_overrides(slope=slope_for_quality(int(rate[1:]))), None
-        if rate.startswith("bpp"):
-            bpp = float(rate[3:])
-            if 0 < bpp < 64:
-                return config, bpp
-    except ValueError:
-        pass
-    raise UsageError(f"loe: bad rate in setting {setting!r}; use @qN (N in 0..100) or @bppX (X in (0, 64))")
+    s = LoeSetting.parse(setting, PRESETS)
+    config = preset(s.preset).with_overrides(steps=s.steps)
+    if s.quality is not None:
+        config = config.with_overrides(slope=slope_for_quality(s.quality))
+    return config, s.bpp
 
 
 def loe_config(setting: str) -> CodecConfig:

@@ -8,18 +8,24 @@ from ..errors import UsageError
 from .classical import CLASSICAL
 from .codecs import Codec
 from .loe import LoeCodec
+from .video_codecs import make_video_codec
 
 CODEC_NAMES = ("loe", *CLASSICAL)
 DEFAULT_CODECS = ("loe", "jpeg", "webp", "jpeg2000", "avif", "jpegxl")
 
 
-def make_codecs(names: Iterable[str], device: str = "auto", loe_steps: int | None = None) -> list[Codec]:
-    """The codecs called ``names`` (in that order, each once); ``device`` and ``loe_steps`` go to loe."""
+def make_codecs(names: Iterable[str], device: str = "auto", loe_steps: int | None = None,
+                video: bool = False) -> list[Codec]:
+    """The codecs called ``names`` (in that order, each once); ``device`` and ``loe_steps`` go to loe.
+
+    With ``video``, the video codecs (:mod:`.video_codecs`)."""
     out: list[Codec] = []
     for name in names:
         if name in (c.name for c in out):
             continue
-        if name == "loe":
+        if video:
+            out.append(make_video_codec(name, device, loe_steps))
+        elif name == "loe":
             out.append(LoeCodec(device, loe_steps))
         elif name in CLASSICAL:
             out.append(CLASSICAL[name])

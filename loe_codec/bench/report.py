@@ -10,7 +10,7 @@ import numpy as np
 from .rd import mean_psnr_at
 from .summary import curves
 
-ANCHOR_LABELS = {"jpeg": "JPEG", "jpeg2000": "J2K"}
+ANCHOR_LABELS = {"jpeg": "JPEG", "jpeg2000": "J2K", "x264": "x264", "x265": "x265"}
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -70,15 +70,20 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def markdown_report(run: Mapping) -> str:
     """The Markdown of a run: details, the summary table, the codecs' settings, the reference comparison."""
     summary, m = run["summary"], run["machine"]
+    media = run.get("media", "image")
     out = [
         "# loe bench results", "",
         f"- date: {m['date']}", f"- command: `{m['command']}`",
         f"- machine: {m['cpu']} ({m['cpu_count']} cores), {m['platform']}, Python {m['python']}, "
         f"torch {m['torch']}, loe-codec {m['loe_codec']}",
         f"- codec libraries: {m.get('imagecodecs')}",
-        f"- images: {len(run['images'])} ({', '.join(run['images'])})",
-        "- mean PSNR: RGB, 8-bit, peak 255; each image's curve interpolated linearly in log(bpp), then "
-        "averaged; n/a where not every image's sweep reaches that rate",
+        f"- {media}s: {len(run['images'])} ({', '.join(run['images'])})",
+        *([f"- {media} files: " + ", ".join(f"{k}: {v}" for k, v in run["image_files"].items())]
+          if media == "video" else []),
+        "- mean PSNR: RGB, 8-bit, peak 255"
+        + ("; a video: mean of its per-frame PSNRs, bpp per pixel per frame" if media == "video" else "") + "; "
+        f"each {media}'s curve interpolated linearly in log(bpp), then averaged; n/a where not every {media}'s "
+        "sweep reaches that rate",
         f"- BD-rate / BD-PSNR (Bjøntegaard, over the interval both curves cover): {summary['bd']}", "",
         "Mean PSNR (dB) at each rate; BD-rate in %, BD-PSNR in dB.", "",
         markdown_table(*table_rows(summary)), "", "Mean bpp and PSNR per setting (not interpolated):", "",
@@ -127,11 +132,13 @@ def plot_rd(run: Mapping, path: str, max_bpp: float | None = None) -> None:
         if pts:
             curve = hi > lo  # a codec without a curve (e.g. one setting) shows its points bigger
             ax.plot(*zip(*pts), "o", color=color, markersize=3 if curve else 7, label=None if curve else info["label"])
-    ax.set_xlabel("bits per pixel")
+    ax.set_xlabel("bits per pixel" + (" per frame" if run.get("media") == "video" else ""))
     ax.set_ylabel("mean PSNR (dB, RGB)")
     ax.set_xlim(0, top)
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"Rate-distortion, mean of {len(images)} image(s)")
+    media = run.get("media", "image")
+    ax.set_title(f"Rate-distortion, mean of {len(images)} {media}(s)" if len(images) > 1 else
+                 f"Rate-distortion, {images[0]}" + (" (mean per-frame PSNR)" if media == "video" else ""))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right")
     fig.tight_layout()

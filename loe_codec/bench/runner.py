@@ -2,7 +2,7 @@
 
 The JSON written (``format: "loe-bench"``) holds the machine and command, the
 images, each codec's exact call and settings, every measurement and the
-summary. It is rewritten (atomically) after each image, so an interrupted run
+summary. It is rewritten (atomically) after each measurement, so an interrupted run
 keeps what it measured; with ``resume`` a new run skips the (image, codec,
 setting) entries already in it.
 """
@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..files import atomic_output, check_output_location
 from .codecs import Codec
 from .images import BenchImage
+from .videos import BenchVideo
 from .machine import machine_info
 from .report import markdown_report, plot_rd
 from .summary import BdSpec, reference_bd_comparison, reference_comparison, summarize
@@ -73,12 +74,12 @@ def write_json(run: Mapping, path: str | os.PathLike) -> None:
         Path(tmp).write_text(dumps(run))
 
 
-def run_bench(images: Sequence[BenchImage], codecs: Sequence[Codec], settings: Mapping[str, Sequence[str]],
+def run_bench(images: Sequence[BenchImage | BenchVideo], codecs: Sequence[Codec], settings: Mapping[str, Sequence[str]],
               out: str | os.PathLike, *, points: Sequence[float] = DEFAULT_POINTS, command: str = "",
               resume: bool = False, bd: BdSpec = BdSpec(),
               reference: Mapping | None = None, markdown: str | os.PathLike | None = None,
               plot: str | os.PathLike | None = None, progress: ProgressFn | None = None) -> dict:
-    """Measure every (image, codec, setting), write ``out`` (JSON) and optionally a Markdown report and a plot.
+    """Measure every (image or video, codec, setting), write ``out`` (JSON) and optionally a Markdown report and a plot.
 
     ``settings`` maps codec names to their settings (default: the codec's own
     sweep). Returns the run (the dict written to ``out``). ``bd`` says how BD
@@ -97,10 +98,13 @@ def run_bench(images: Sequence[BenchImage], codecs: Sequence[Codec], settings: M
     loe_device = next((c.device for c in codecs if hasattr(c, "device")), None)
     run: dict = {
         "format": FORMAT, "version": 1, "complete": False,
+        "media": "video" if any(isinstance(im, BenchVideo) for im in images) else "image",
         "machine": machine_info(command, loe_device),
         "points": list(points),
         "images": [im.name for im in images],
-        "image_files": {im.name: {"path": str(im.path), "width": im.width, "height": im.height} for im in images},
+        "image_files": {im.name: {"path": str(im.path), "width": im.width, "height": im.height,
+                                  **({"frames": im.frames, "fps": im.fps} if isinstance(im, BenchVideo) else {})}
+                        for im in images},
         "codecs": {c.name: {"label": c.label, "describe": c.describe, "settings": list(settings[c.name])}
                    for c in codecs},
         "results": list(done.values()),
@@ -115,8 +119,7 @@ def run_bench(images: Sequence[BenchImage], codecs: Sequence[Codec], settings: M
                 progress(count, total, f"{im.name} {c.name} {s}")
             run["results"].append(dataclasses.asdict(c.measure(im, s, pixels)))
             count += 1
-        if todo:
-            write_json(run, out)
+            write_json(run, out)  # after every measurement: a long run keeps what it measured
     if progress:
         progress(total, total, "done")
     labels = {c.name: c.label for c in codecs}

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import UsageError
 from .rd import METHODS, Curve, bd_psnr, bd_rate, mean_delta, mean_psnr_at
 
-ANCHORS = ("jpeg", "jpeg2000")
+ANCHORS = ("jpeg", "jpeg2000", "x264", "x265")  # those among a run's codecs
 # The rates (bpp) the mean curves are sampled at for BD: those of the reference anchors.
 BD_GRID = (0.1, 0.15, 0.25, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
 AVERAGES = ("curve", "images")

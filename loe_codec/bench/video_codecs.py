@@ -1,0 +1,171 @@
+"""The codecs of a video benchmark: loe video, its plain-MLP baseline, loe images frame by frame, x264, x265.
+
+Each measures one :class:`~loe_codec.bench.videos.BenchVideo` at one setting: the
+whole clip coded, its bytes (bpp per pixel per frame) and the mean per-frame
+PSNR of its decode against the reference frames ``[F, H, W, 3]``.
+
+* ``loe``: :func:`loe_codec.video.encode_video`, settings ``PRESET[/STEPS][@qN|@bppX]``
+  (video presets); one fit per clip and preset shared by its rate points (a fit cache).
+* ``mlp``: the same with the preset's network as a plain MLP of (at most) equal
+  parameters (:func:`~loe_codec.config.mlp_baseline`: every bank 1, width grown).
+* ``frames``: every frame an independent loe image (:func:`loe_codec.encode`, image
+  presets), bytes summed over the frames' files.
+* ``x264`` / ``x265``: libx264 / libx265 through PyAV, preset medium, yuv420p, a CRF sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import PRESETS, mlp_baseline
+from ..errors import UsageError
+from .codecs import Codec, Measurement
+from .loe import LoeCodec, LoeSetting, loe_setting
+from .videos import BenchVideo, mean_frame_psnr
+
+
+class LoeVideoCodec(LoeCodec):
+    """loe video (or, with ``mlp``, its plain-MLP baseline of equal parameters)."""
+
+    settings = ("video@bpp0.06", "video@bpp0.1", "video@bpp0.16")
+
+    def __init__(self, device: str = "auto", steps: int | None = None, mlp: bool = False):
+        super().__init__(device, steps)
+        self.mlp = mlp
+        self.name, self.label = ("mlp", "plain MLP") if mlp else ("loe", "loe video")
+        self.describe = (f"loe_codec.video.encode_video(src, out.loe, config=<video preset"
+                         f"{' as a plain MLP of equal parameters' if mlp else ''}>, device={self.device!r})"
+                         + (f", fitting steps overridden to {steps}" if steps is not None else ""))
+
+    def parse(self, setting: str) -> LoeSetting:
+        from ..video import VIDEO_PRESETS
+
+        return LoeSetting.parse(setting, VIDEO_PRESETS, self.name)
+
+    def check_setting(self, setting: str) -> None:
+        self.parse(setting)
+
+    def measure(self, video: BenchVideo, setting: str, pixels: np.ndarray | None = None) -> Measurement:
+        from ..video import LoeVideo, encode_video, video_preset
+
+        reference = video.pixels() if pixels is None else pixels
+        s = self.parse(setting)
+        config = video_preset(s.preset)
+        if self.mlp:
+            config = dataclasses.replace(config, codec=mlp_baseline(config.codec))
+        steps = self.steps if self.steps is not None else s.steps
+        with tempfile.TemporaryDirectory(prefix="loe-bench-") as tmp:
+            out = Path(tmp) / f"{video.name}.loe"
+            t0 = time.perf_counter()
+            encode_video(video.path, out, config=config, steps=steps, bpp=s.bpp, quality=s.quality,
+                         device=self.device, measure_psnr=False, cache_dir=self._fits.name)
+            t1 = time.perf_counter()
+            with LoeVideo(out) as clip:
+                quality = mean_frame_psnr(clip.iter_frames(device=self.device), reference)
+            t2 = time.perf_counter()
+            size = out.stat().st_size
+        return Measurement.create(video, self.name, setting, size, quality, t1 - t0, t2 - t1)
+
+
+class FramesCodec(LoeCodec):
+    """Every frame coded as an independent loe image (image presets; bytes of all the frames' files)."""
+
+    name = "frames"
+    label = "loe image per frame"
+    settings = ("fast@q30", "fast@q60")
+
+    def __init__(self, device: str = "auto", steps: int | None = None):
+        super().__init__(device, steps)
+        self._frames = tempfile.TemporaryDirectory(prefix="loe-bench-frames-")  # PNGs kept: the fit cache keys
+        self.describe = (f"loe_codec.encode(frame.png, out.loe, config=loe_config(setting), "
+                         f"device={self.device!r}) for every frame, bytes summed")
+
+    def check_setting(self, setting: str) -> None:
+        LoeSetting.parse(setting, PRESETS, self.name)
+
+    def frame_files(self, video: BenchVideo, reference: np.ndarray) -> list[Path]:
+        """The frames as PNG files, written once per video (the same files for every setting)."""
+        from ..imageio import write_image
+
+        folder = Path(self._frames.name) / video.name
+        paths = [folder / f"{k:06d}.png" for k in range(len(reference))]
+        if not folder.exists():
+            folder.mkdir()
+            for path, frame in zip(paths, reference):
+                write_image(frame, path)
+        return paths
+
+    def measure(self, video: BenchVideo, setting: str, pixels: np.ndarray | None = None) -> Measurement:
+        import loe_codec
+
+        reference = video.pixels() if pixels is None else pixels
+        config, bpp = self.config(setting), loe_setting(setting)[1]
+        size, encode_s, decode_s, decoded = 0, 0.0, 0.0, []
+        with tempfile.TemporaryDirectory(prefix="loe-bench-") as tmp:
+            for k, frame in enumerate(self.frame_files(video, reference)):
+                out = Path(tmp) / f"{k}.loe"
+                t0 = time.perf_counter()
+                loe_codec.encode(frame, out, config=config, bpp=bpp, device=self.device, measure_psnr=False,
+                                 cache_dir=self._fits.name)
+                t1 = time.perf_counter()
+                with loe_codec.open(out) as img:
+                    decoded.append(img.decode(device=self.device))
+                decode_s += time.perf_counter() - t1
+                encode_s += t1 - t0
+                size += out.stat().st_size
+        return Measurement.create(video, self.name, setting, size, mean_frame_psnr(decoded, reference),
+                                  encode_s, decode_s)
+
+
+class X26xCodec(Codec):
+    """libx264 / libx265 through PyAV (preset medium, yuv420p, .mp4); a setting is a CRF."""
+
+    settings = ("18", "23", "28", "33", "38", "43")
+
+    def __init__(self, library: str):
+        self.library = library
+        self.name = library.removeprefix("lib")
+        self.label = self.name
+        self.describe = f"PyAV {library}, preset medium, pix_fmt yuv420p, crf=setting, .mp4"
+
+    def check_setting(self, setting: str) -> None:
+        if not (setting.isdigit() and 0 <= int(setting) <= 51):
+            raise UsageError(f"{self.name}: a setting is a CRF in 0..51, got {setting!r}")
+
+    def measure(self, video: BenchVideo, setting: str, pixels: np.ndarray | None = None) -> Measurement:
+        from ..videoio import VideoSource, write_video
+
+        reference = video.pixels() if pixels is None else pixels
+        options = {"crf": setting, "preset": "medium"}
+        if self.library == "libx265":
+            options["x265-params"] = "log-level=error"
+        with tempfile.TemporaryDirectory(prefix="loe-bench-") as tmp:
+            out = Path(tmp) / f"{video.name}.mp4"
+            t0 = time.perf_counter()
+            write_video(iter(reference), out, video.fps, self.library, options)
+            t1 = time.perf_counter()
+            decoded = list(VideoSource(out).iter_frames())
+            t2 = time.perf_counter()
+            size = out.stat().st_size
+        return Measurement.create(video, self.name, setting, size, mean_frame_psnr(decoded, reference),
+                                  t1 - t0, t2 - t1)
+
+
+VIDEO_CODEC_NAMES = ("loe", "mlp", "frames", "x264", "x265")
+DEFAULT_VIDEO_CODECS = ("loe", "x264", "x265")
+
+
+def make_video_codec(name: str, device: str, steps: int | None) -> Codec:
+    """The video codec called ``name``."""
+    if name in ("loe", "mlp"):
+        return LoeVideoCodec(device, steps, mlp=name == "mlp")
+    if name == "frames":
+        return FramesCodec(device, steps)
+    if name in ("x264", "x265"):
+        return X26xCodec(f"lib{name}")
+    raise UsageError(f"unknown video codec {name!r}; choose from {', '.join(VIDEO_CODEC_NAMES)}")

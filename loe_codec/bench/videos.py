@@ -1,0 +1,81 @@
+"""The videos a benchmark runs on: the reference frames (RGB, 8-bit), optionally the first N only.
+
+A video is measured as a whole: rate in bits per pixel per frame (file bits over
+``width * height * frames``), quality as the mean of the per-frame PSNRs (RGB,
+8-bit, peak 255). With a frame limit the first ``frames`` frames are cut to a
+lossless FFV1 file, which every codec then codes and is compared with.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class BenchVideo:
+    """One benchmark video: ``name`` (file stem, unique in a run), the file every codec codes, its size."""
+
+    name: str
+    path: Path
+    width: int
+    height: int
+    frames: int
+    fps: float
+
+    def pixels(self) -> np.ndarray:
+        """Every frame, uint8 ``[frames, height, width, 3]`` (held whole: short benchmark clips only)."""
+        from ..videoio import read_video_frames
+
+        return read_video_frames(self.path)
+
+
+def cut_frames(src: str | os.PathLike, dst: str | os.PathLike, frames: int) -> None:
+    """The first ``frames`` frames of ``src`` as lossless RGB in FFV1 (``dst``, .mkv), frame rate kept."""
+    import itertools
+
+    from ..videoio import VideoSource, write_video
+
+    source = VideoSource(src)
+    write_video(itertools.islice(source.iter_frames(), frames), dst, source.fps, "ffv1")
+
+
+def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder: str | os.PathLike
+                ) -> list[BenchVideo]:
+    """The videos of ``inputs``; with ``frames``, each cut to its first ``frames`` frames in ``folder``."""
+    from ..videoio import VideoSource
+
+    out: list[BenchVideo] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.is_file():
+            raise UsageError(f"no such video file: {path}")
+        source = VideoSource(path)
+        if frames is not None and frames < source.frames:
+            cut = Path(folder) / f"{path.stem}_{frames}f.mkv"
+            cut_frames(path, cut, frames)
+            path, source = cut, VideoSource(cut)
+        if source.channels != 3:
+            raise UsageError(f"{item}: the benchmark compares RGB videos")
+        out.append(BenchVideo(Path(item).stem, path, source.width, source.height, source.frames, float(source.fps)))
+    names = [v.name for v in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UsageError(f"two videos share the name {dupes[0]!r}: names (file stems) must be unique in a run")
+    if not out:
+        raise UsageError("no videos given")
+    return out
+
+
+def mean_frame_psnr(decoded: Iterable[np.ndarray], reference: np.ndarray) -> float:
+    """Mean over frames of the PSNR (RGB, 8-bit) of ``decoded`` frames against ``reference`` ``[F, H, W, 3]``."""
+    from ..metrics import psnr
+
+    values = [psnr(ref, dec) for dec, ref in zip(decoded, reference, strict=True)]
+    return float(np.mean(values))

@@ -1,0 +1,167 @@
+"""Fitting, quantizing and packing the space-time blocks of a video, with the images' rate control.
+
+Blocks are fitted ``tiles_per_batch`` at a time, chunk after chunk, with frames
+streamed through a window (one chunk plus its margins in memory). They then go
+through the images' format-2 coding (:mod:`loe_codec.encode`): per-layer steps
+from the blocks' sensitivities at one rate–distortion slope, fine-tuning with
+the quantizer in the loop, range coding. A :class:`~loe_codec.encode.RateTarget`
+picks that slope for the whole video with the images' code
+(:func:`~loe_codec.encode.slope_for_target`): ``bpp`` counts the file's bits per
+pixel per frame, ``psnr`` the mean per-frame PSNR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .config import CodecConfig
+from .encode import (PSNR_PROBE_SAMPLES, FittedBatch, PsnrFn, RateTarget, StageProgressFn, finish_batch, retune,
+                     slope_for_target)
+from .fit import tile_seed
+from .fitcache import FitCache
+from .metrics import psnr_from_mse
+from .rate import Probe, layer_sensitivity
+from .video_container import VideoHeader, video_overhead_bytes
+from .video_fit import BlockTarget, _VoxelPool, fit_blocks
+from .video_tiling import Block, SpaceTimeGrid
+from .videoio import FrameWindows, VideoSource
+
+CachedFits = tuple[FitCache, str, tuple[int, int]]
+
+# Stats the encoder writes after measuring (placeholders of the same width count in the header's size).
+MEASURED_STATS = ("psnr", "psnr_min_frame", "psnr_chunk_borders", "psnr_chunk_interiors",
+                  "temporal_diff_rmse_chunk_borders", "temporal_diff_rmse_interiors", "psnr_seams", "psnr_interior")
+
+
+def block_target(frames: torch.Tensor, first_frame: int, grid: SpaceTimeGrid, block: Block,
+                 seed: int) -> BlockTarget:
+    """Fit target of one block; ``frames`` ``[n, H, W, C]`` holds the chunk's window from ``first_frame``."""
+    wx, wy, ww, wh = grid.space.window(block.tile)
+    dx, dy, ex, ey = grid.space.domain(block.tile)
+    f0, f1 = grid.time.window(block.chunk)
+    t0, te = grid.time.domain(block.chunk)
+    voxels = frames[f0 - first_frame:f1 - first_frame, wy:wy + wh, wx:wx + ww].contiguous()
+    return BlockTarget(voxels, (wx, wy, f0), (dx, dy, t0), (ex, ey, te), tile_seed(seed, block.index))
+
+
+def block_voxels(block: Block) -> int:
+    """Voxels of the video a block stands for: its core tile times its core frames."""
+    return (block.tile.x1 - block.tile.x0) * (block.tile.y1 - block.tile.y0) * (block.chunk.f1 - block.chunk.f0)
+
+
+def video_batches(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig
+                  ) -> Iterator[tuple[list[Block], list[BlockTarget]]]:
+    """The blocks ``tiles_per_batch`` at a time in block order, with their fit targets (frames streamed)."""
+    windows = FrameWindows(source.iter_frames())
+    per_batch = config.fit.tiles_per_batch
+    for chunk in grid.time.chunks():
+        f0, f1 = grid.time.window(chunk)
+        frames = torch.from_numpy(windows.window(f0, f1))
+        blocks = grid.blocks_of_chunk(chunk)
+        for start in range(0, len(blocks), per_batch):
+            part = blocks[start:start + per_batch]
+            yield part, [block_target(frames, f0, grid, b, config.fit.seed) for b in part]
+
+
+def fit_batch(part: list[Block], targets: list[BlockTarget], config: CodecConfig, device: str,
+              progress=None, cache: CachedFits | None = None) -> FittedBatch:
+    """Fit a batch of blocks, with their layers' sensitivities and a probe of their voxels
+    (or load it from ``cache``, ``(FitCache, source path, time chunking)``; new fits are stored)."""
+    key = ""
+    if cache is not None:
+        store, path, time = cache
+        key = store.key(path, config, [b.index for b in part], device, {"time": list(time)})
+        found = store.load(key, config)
+        if found is not None:
+            return FittedBatch.of(part, *found, config)
+    model = fit_blocks(config.model, config.fit, targets, device, progress)
+    probe = Probe.of(targets, [block_voxels(b) for b in part], pool_type=_VoxelPool)
+    batch = FittedBatch.of(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES), config)
+    if cache is not None:
+        cache[0].store(key, batch.model, batch.sensitivity, batch.probe)
+    return batch
+
+
+def video_psnr(grid: SpaceTimeGrid) -> PsnrFn:
+    """Estimated mean per-frame PSNR: each chunk's MSE (its blocks' squared errors over its voxels) stands
+    for each of its frames."""
+    frame_pixels = grid.space.width * grid.space.height
+
+    def psnr_of(batches: list[FittedBatch], errors: list[torch.Tensor]) -> float:
+        sse = np.zeros(len(grid.time))
+        for batch, error in zip(batches, errors):
+            for block, e in zip(batch.tiles, error.tolist()):
+                sse[block.chunk.index] += e
+        chunks = grid.time.chunks()
+        frames = np.array([c.f1 - c.f0 for c in chunks], dtype=np.float64)
+        psnrs = [psnr_from_mse(s / (frame_pixels * n), peak=1.0) for s, n in zip(sse, frames)]
+        return float(np.dot(psnrs, frames) / frames.sum())
+    return psnr_of
+
+
+def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
+                       progress: StageProgressFn | None = None, target: RateTarget = RateTarget(),
+                       notes: list[str] | None = None, cache: FitCache | None = None
+                       ) -> tuple[list[torch.Tensor], CodecConfig]:
+    """Fit, quantize and pack every block; returns the blobs in block order and the config they were coded with.
+
+    ``header`` is the file's header as it will be written (its config, and its stats as
+    placeholders: they count in a ``bpp`` target's budget). With the config's slope each batch is
+    finished as soon as it is fitted. A rate target fits every block first (the fitted networks,
+    not the frames, stay in memory), solves one slope for the whole video, then streams the frames
+    again for the fine-tuning with the quantizer, as :func:`~loe_codec.encode.fit_and_pack` does.
+    With a ``cache`` the fits found there are not done again (encodes of one clip at several rates).
+    """
+    config, grid = header.config, header.grid
+    total = float(len(grid) * config.fit.steps)
+    qat_total = float(len(grid) * config.quant.qat_steps)
+
+    def stage(name: str, done_before: int, n: int, total: float):
+        def report(step: int, steps: int, loss: float) -> None:
+            if progress is not None:
+                progress(name, done_before * steps + step * n, total)
+        return report
+
+    def finish(batch: FittedBatch, targets: list[BlockTarget], done: int, cfg: CodecConfig) -> list[np.ndarray]:
+        return finish_batch(batch, targets, cfg, device, stage("quantize", done, len(batch.tiles), qat_total),
+                            pool_type=_VoxelPool)
+
+    blobs: list[np.ndarray] = []
+    fitted: list[FittedBatch] = []
+    seen = 0  # blocks fitted so far
+    for part, targets in video_batches(source, grid, config):
+        batch = fit_batch(part, targets, config, device, stage("fit", seen, len(part), total),
+                          None if cache is None else (cache, source.path, (grid.time.size, grid.time.margin)))
+        seen += len(part)
+        if target.bpp is None and target.psnr is None:
+            blobs += finish(batch, targets, len(blobs), config)
+        else:
+            fitted.append(batch)
+    if progress is not None:
+        progress("fit", total, total)
+    if fitted:
+        psnr_of = video_psnr(grid)
+        budget = 0.0
+        if target.bpp is not None:
+            budget = target.bpp * grid.space.width * grid.space.height * grid.time.frames / 8
+            budget -= video_overhead_bytes(header, budget / len(grid))
+        config = config.with_overrides(slope=slope_for_target(fitted, target, config, budget, psnr_of, notes,
+                                                              "video"))
+        for batch, (_, targets) in zip(fitted, video_batches(source, grid, config)):
+            blobs += finish(batch, targets, len(blobs), config)
+        blobs, config = retune(fitted, blobs, target, config, budget, psnr_of)
+    return [torch.from_numpy(b.copy()) for b in blobs], config
+
+
+def placeholder_stats(measure: bool) -> dict:
+    """Stats of the width the measured ones will have (for the header's size before measuring)."""
+    return {k: 99.9999 for k in MEASURED_STATS} if measure else {}
+
+
+def with_config(header: VideoHeader, config: CodecConfig, stats: dict | None = None) -> VideoHeader:
+    """``header`` with another config (and stats)."""
+    return dataclasses.replace(header, config=config, stats=header.stats if stats is None else stats)

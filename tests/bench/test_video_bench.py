@@ -1,0 +1,63 @@
+"""``loe bench`` on a video: loe video, its plain-MLP baseline, per-frame images and x264/x265 on the sample clip.
+
+Tiny settings (a few fitting steps, the first 4 frames): the plumbing, not the quality.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from loe_codec.bench.loe import LoeSetting, loe_setting
+from loe_codec.config import PRESETS, slope_for_quality
+from loe_codec.errors import UsageError
+
+CLIP = Path(__file__).resolve().parents[2] / "samples" / "carphone_12f.mp4"
+QUICK = ["-c", "loe,mlp,frames,x264", "-s", "loe=video-fast/4@bpp2", "-s", "mlp=video-fast/4@bpp2",
+         "-s", "frames=fast/4@q50", "-s", "x264=20,30,40", "--frames", "2", "--device", "cpu", "--quiet"]
+
+
+def test_video_bench_end_to_end(tmp_path):
+    out = tmp_path / "v.json"
+    result = CliRunner().invoke(app, ["bench", str(CLIP), "-o", str(out), *QUICK])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["media"] == "video" and data["image_files"]["carphone_12f"]["frames"] == 2
+    assert {r["codec"] for r in data["results"]} == {"loe", "mlp", "frames", "x264"} and len(data["results"]) == 6
+    loe_bpp = next(r["bpp"] for r in data["results"] if r["setting"] == "video-fast/4@bpp2")
+    assert abs(loe_bpp - 2) < 0.1  # bits per pixel per frame, as the target counts them
+    assert all(r["psnr"] > 5 for r in data["results"])
+    assert data["summary"]["anchors"] == ["x264"] and "x264" in data["summary"]["codecs"]["loe"]["bd"]
+    assert out.with_suffix(".png").stat().st_size > 0 and "BD-rate" in result.stdout
+    assert "per-frame PSNR" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("args, text", [
+    (["-c", "jpeg"], "unknown video codec"),
+    (["-c", "loe", "-s", "loe=balanced"], "unknown setting"),
+    (["-c", "x264", "-s", "x264=60"], "CRF"),
+])
+def test_video_bench_usage_errors(tmp_path, args, text):
+    result = CliRunner().invoke(app, ["bench", str(CLIP), "-o", str(tmp_path / "v.json"), *args])
+    assert result.exit_code == 2 and text in result.stderr, result.output
+
+
+def test_bench_refuses_mixed_inputs_and_frames_on_images(tmp_path, crops_dir):
+    image = next(crops_dir.iterdir())
+    result = CliRunner().invoke(app, ["bench", str(CLIP), str(image), "-o", str(tmp_path / "v.json")])
+    assert result.exit_code == 2 and "not both" in result.stderr
+    result = CliRunner().invoke(app, ["bench", str(image), "--frames", "3", "-o", str(tmp_path / "v.json")])
+    assert result.exit_code == 2 and "videos only" in result.stderr
+
+
+def test_loe_setting_syntax():
+    assert LoeSetting.parse("video/300@bpp0.1", ("video",)) == LoeSetting("video", 300, None, 0.1)
+    assert LoeSetting.parse("fast@q40", PRESETS) == LoeSetting("fast", None, 40, None)
+    config, bpp = loe_setting("fast/7@q40")
+    assert config.fit.steps == 7 and bpp is None
+    assert config.quant.slope == pytest.approx(slope_for_quality(40), rel=1e-5)
+    for bad in ("fast@q101", "fast/x", "fast/-1", "fast@bpp0", "nonesuch"):
+        with pytest.raises(UsageError):
+            LoeSetting.parse(bad, PRESETS)
