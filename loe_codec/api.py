@@ -242,7 +242,7 @@ class LoeImage:
 
 def rate_split(config: CodecConfig, tiles: int, payload: int, size: int) -> dict:
     """Bytes of a file by what they hold: coded weights, biases, per-layer steps and entropy models
-    (format 2; format 1 stores raw int8 weights with their scales), and the header and tables."""
+    (formats 2 and 3; format 1 stores raw int8 weights with their scales), and the header and tables."""
     if config.quant.scheme != "laplace":
         return {"weights_and_scales": payload, "header": size - payload}
     biases = sum(o for _, o in config.model.layer_shapes()) * np.dtype(config.quant.bias_dtype).itemsize * tiles

@@ -127,7 +127,7 @@ REFERENCES = ("none", SEEDED_REFERENCE)
 class QuantConfig:
     """Quantization and entropy coding of the bank weights.
 
-    ``laplace`` (format 2): layer ``l`` of tile ``t`` is quantized with a uniform
+    ``laplace`` (formats 2 and 3): layer ``l`` of tile ``t`` is quantized with a uniform
     step ``step[t, l]`` chosen from the rate-distortion slope ``slope`` and the
     layer's measured sensitivity (a Lagrangian choice: where a weight's noise
     costs less squared error, its step is coarser), fine-tuned with the

@@ -177,7 +177,7 @@ def write_codec(path: str | os.PathLike, header: Header, blobs: list[np.ndarray]
 
 
 def overhead_bytes(header: Header) -> int:
-    """Bytes a format-2 file with ``header`` holds besides its tile blobs (JSON header, tile tables).
+    """Bytes a format-2/3 file with ``header`` holds besides its tile blobs (JSON header, tile tables).
 
     Exact up to the few digits of offsets that grow with the blobs (allowed for).
     """
@@ -229,7 +229,8 @@ class CodecReader:
     def _check_v2(self, keys: set[str]) -> None:
         count = len(self.header.grid)
         if keys != {"tiles", "tile_offsets", "tile_crc32"}:
-            raise FormatError(f"{self.path} does not hold the tensors of a format-2 file ({sorted(keys)})")
+            raise FormatError(f"{self.path} does not hold the tensors of a format-{self.header.version} file "
+                              f"({sorted(keys)})")
         shapes = {name: (self._file.get_slice(name).get_dtype(), list(self._file.get_slice(name).get_shape()))
                   for name in keys}
         if shapes["tile_offsets"] != ("I64", [count + 1]) or shapes["tile_crc32"] != ("I64", [count]) or \

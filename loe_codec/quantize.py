@@ -41,7 +41,7 @@ def quantize_bias(bias: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
     return bias.detach().to(getattr(torch, cfg.bias_dtype))
 
 
-# --- format 2: one uniform step per (tile, layer), integers entropy-coded ---------------------------
+# --- formats 2 and 3: one uniform step per (tile, layer), integers entropy-coded ---------------------------
 
 MIN_STEP = float(torch.finfo(torch.float16).tiny)   # steps are stored as float16 (normal range)
 MAX_STEP = float(torch.finfo(torch.float16).max)

@@ -2,7 +2,7 @@
 
 Blocks are fitted ``tiles_per_batch`` at a time, chunk after chunk, with frames
 streamed through a window (one chunk plus its margins in memory). They then go
-through the images' format-2 coding (:mod:`loe_codec.encode`): per-layer steps
+through the images' format-3 coding (:mod:`loe_codec.encode`): per-layer steps
 from the blocks' sensitivities at one rate–distortion slope, fine-tuning with
 the quantizer in the loop, range coding. A :class:`~loe_codec.encode.RateTarget`
 picks that slope for the whole video with the images' code

@@ -254,7 +254,7 @@ def test_wrong_tensor_tables_are_rejected(loe_file, tmp_path, case):
         "crc_missing": dict(tile_crc32=None),
         "extra_tensor": {"tile.0": tiles[:10]},
     }[case]
-    words = ("format-2",) if case.endswith(("missing", "extra_tensor")) else ("tile tables",)
+    words = ("format-3",) if case.endswith(("missing", "extra_tensor")) else ("tile tables",)
     _assert_format_error(_tamper(loe_file, tmp_path, **replace), *words)
 
 
