@@ -54,6 +54,17 @@ def load_header_json(text: str) -> dict:
     return d
 
 
+def checked_version(d: dict, newest: int, what: str = "format") -> int:
+    """The header's integer ``version``; :class:`FormatError` if it is invalid or newer than ``newest``."""
+    version = d.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise FormatError(f"invalid {what} version {version!r}")
+    if version > newest:
+        raise FormatError(f"{what} version {version} is newer than this decoder reads "
+                          f"(up to {newest}); upgrade loe-codec")
+    return version
+
+
 def config_from_header(config: dict, with_reference: bool) -> CodecConfig:
     """The codec config of a header's ``config`` object; files of a format from before weight
     references (``with_reference`` False) code the weights themselves. :class:`FormatError` names a
@@ -111,12 +122,7 @@ class Header:
     @classmethod
     def from_json(cls, text: str) -> "Header":
         d = load_header_json(text)
-        version = d.get("version")
-        if not isinstance(version, int) or version < 1:
-            raise FormatError(f"invalid format version {version!r}")
-        if version > FORMAT_VERSION:
-            raise FormatError(f"format version {version} is newer than this decoder reads "
-                              f"(up to {FORMAT_VERSION}); upgrade loe-codec")
+        version = checked_version(d, FORMAT_VERSION)
         if d.get("kind") != "image":
             raise FormatError(f"unsupported content kind {d.get('kind')!r}")
         try:

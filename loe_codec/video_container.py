@@ -32,8 +32,8 @@ from safetensors import safe_open
 from safetensors.torch import save, save_file
 
 from .config import CodecConfig
-from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, config_from_header, load_header_json, \
-    open_loe
+from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, checked_version, config_from_header, \
+    load_header_json, open_loe
 from .tileblob import unpack_tile
 from .errors import FormatError
 from .files import atomic_output
@@ -122,12 +122,7 @@ class VideoHeader:
         d = load_header_json(text)
         if d.get("kind") != "video":
             raise FormatError(f"not a video .loe file (its content kind is {d.get('kind')!r})")
-        version = d.get("version")
-        if not isinstance(version, int) or version < 1:
-            raise FormatError(f"invalid video format version {version!r}")
-        if version > VIDEO_FORMAT_VERSION:
-            raise FormatError(f"video format version {version} is newer than this decoder reads "
-                              f"(up to {VIDEO_FORMAT_VERSION}); upgrade loe-codec")
+        version = checked_version(d, VIDEO_FORMAT_VERSION, "video format")
         try:
             s = d["source"]
             num, den = (int(v) for v in s["fps"])
