@@ -9,6 +9,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .banks import bank_index, bank_neighbours
+from .cells import grid_forward
 from .encoding import positional_encoding
 from .grouped import ChunkLayout, blended_linear, grouped_linear
 from ..quantize import fake_quantize
@@ -125,6 +126,21 @@ class TiledLoE(nn.Module):
         for layer in range(cfg.layers):
             x = self._activate(layer, self._linear(layer, x, tile, coords, tile_major))
         return x
+
+    def forward_grid(self, tile: int, axes: list[torch.Tensor]) -> torch.Tensor:
+        """Inference of tile ``tile`` on the grid of samples spanned by 1-D coordinate axes.
+
+        Args:
+            tile: the tile, in ``[0, T)``.
+            axes: ``d`` float32 tensors, ``axes[k]`` ``[L_k]``: the tile-local coordinates of dimension ``k``.
+
+        Returns:
+            ``[L_{d-1}, ..., L_0, out_channels]`` (dimension 0, x, fastest): ``forward`` at the
+            row-major grid of those coordinates up to float rounding, batched by bank cell
+            (:mod:`~loe_codec.model.cells`) instead of sorted.
+        """
+        with torch.no_grad():
+            return grid_forward(self, tile, axes)
 
     def _activate(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
