@@ -126,19 +126,24 @@ class GridEvaluator:
         self.dims = cfg.dims
         self.banked = [layer for layer, n in enumerate(cfg.banks) if n > 1]
         offset = -0.5 if cfg.blend == "linear" else 0.0  # linear: cells between bank centres
-        # Scaled coordinate of every banked layer at every axis sample, and its floor: [layers, L] per axis.
-        self.scaled = [torch.stack([a * model.scales[layer] + 0.0 + offset for layer in self.banked])
-                       if self.banked else a.new_zeros(0, a.numel()) for a in axes]
+        alpha = axes[0].new_tensor([model.scales[layer] for layer in self.banked]).unsqueeze(1)  # [layers, 1]
+        # Scaled coordinate of every banked layer at every axis sample, and its floor: [layers, L] per axis
+        # (the same float32 arithmetic as bank_index / bank_neighbours: p * alpha + beta (- 0.5)).
+        self.scaled = [a * alpha + 0.0 + offset for a in axes]
         self.floors = [torch.floor(s).long() for s in self.scaled]
         self.chunks = [AxisChunks.of(f) for f in self.floors]
         self.cell_shape = [c.count for c in reversed(self.chunks)]  # [C_{d-1}, ..., C_0]
         self.slot_shape = [c.size for c in reversed(self.chunks)]  # [S_{d-1}, ..., S_0]
-        self.banks = {layer: self._bank_ids(layer) for layer in self.banked}
+        if cfg.blend == "nearest" and self.banked:
+            ids = self._nearest_ids()
+            self.banks = {layer: (ids[row], None) for row, layer in enumerate(self.banked)}
+        else:
+            self.banks = {layer: self._linear_ids(layer) for layer in self.banked}
         self.weights = [model.weight(layer)[tile] for layer in range(cfg.layers)]  # [banks, in, out] each
         self.biases = [b[tile] for b in model.biases]  # [out] each
         if cfg.activation == "sine":  # fold w0 into the first layer, as the packed forward does
             self.weights[0], self.biases[0] = self.weights[0] * cfg.sine_w0, self.biases[0] * cfg.sine_w0
-        self.encoding = [self._axis_encoding(k) for k in range(self.dims)]  # [C_k, S_k, 1 + 2F] each
+        self.encoding = self._axis_encodings()  # [C_k, S_k, 1 + 2F] each
 
     def __call__(self) -> torch.Tensor:
         rows = self.cell_shape[0]
@@ -162,35 +167,38 @@ class GridEvaluator:
         (only the last axis is cut into rows)."""
         return axis_view(t[r0:r1] if axis == self.dims - 1 else t, axis, self.dims)
 
-    def _cells(self, per_axis: list[torch.Tensor]) -> torch.Tensor:
-        """Per-axis ``[C_k, ...]`` chunk values -> their sums over the chunks of every cell: ``[cells, ...]``."""
+    def _nearest_ids(self) -> torch.Tensor:
+        """Nearest bank of every banked layer in every cell, combined row-major as in ``bank_index``:
+        ``[layers, cells]``."""
+        n = self.floors[0].new_tensor([self.cfg.banks[layer] for layer in self.banked]).unsqueeze(1)  # [layers, 1]
         total = None
-        for k, v in enumerate(per_axis):
+        for k, (f, c) in enumerate(zip(self.floors, self.chunks)):
+            digit = torch.remainder(f[:, c.first], n) * n ** (self.dims - 1 - k)  # [layers, C_k]
             shape = [1] * self.dims
-            shape[self.dims - 1 - k] = v.shape[0]
-            v = v.reshape(shape + list(v.shape[1:]))
-            total = v if total is None else total + v
-        return total.reshape([-1] + list(total.shape[self.dims:]))
+            shape[self.dims - 1 - k] = c.count
+            digit = digit.reshape([-1] + shape)
+            total = digit if total is None else total + digit
+        return total.reshape(len(self.banked), -1)
 
-    def _bank_ids(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Banks of ``layer`` per cell, combined row-major as in ``bank_index``: nearest ``[cells]``
-        and None, or linear ``[cells, K]`` ids and ``[cells, M, K]`` blend weights (``K = 2**d``)."""
+    def _linear_ids(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``K = 2**d`` neighbour banks of ``layer`` per cell ``[cells, K]`` (as ``bank_neighbours``)
+        and their blend weights ``[cells, M, K]``."""
         n, d = self.cfg.banks[layer], self.dims
         row = self.banked.index(layer)
-        place = [n ** (d - 1 - k) for k in range(d)]
-        if self.cfg.blend == "nearest":
-            return self._cells([torch.remainder(f[row, c.first], n) * place[k]
-                                for k, (f, c) in enumerate(zip(self.floors, self.chunks))]), None
         corners = [[(k >> (d - 1 - j)) & 1 for j in range(d)] for k in range(2**d)]
         bits = torch.tensor(corners, device=self.axes[0].device)  # [K, d]
-        digits, blend = [], None
+        ids, blend = None, None
         for j, (f, s, c) in enumerate(zip(self.floors, self.scaled, self.chunks)):
-            digits.append(torch.remainder(f[row, c.first].unsqueeze(1) + bits[:, j], n) * place[j])  # [C, K]
+            digit = torch.remainder(f[row, c.first].unsqueeze(1) + bits[:, j], n) * n ** (d - 1 - j)  # [C, K]
+            shape = [1] * d
+            shape[d - 1 - j] = c.count
+            digit = digit.reshape(shape + [2**d])
+            ids = digit if ids is None else ids + digit
             frac = (s[row] - torch.floor(s[row]))[c.index].unsqueeze(-1)  # [C, S, 1], as in bank_neighbours
             w = axis_view(torch.where(bits[:, j].bool(), frac, 1.0 - frac), j, d)
             blend = w if blend is None else blend * w
         blend = blend.expand(self.cell_shape + self.slot_shape + [2**d])
-        return self._cells(digits), blend.reshape(math.prod(self.cell_shape), math.prod(self.slot_shape), 2**d)
+        return ids.reshape(-1, 2**d), blend.reshape(math.prod(self.cell_shape), math.prod(self.slot_shape), 2**d)
 
     # -- layers -------------------------------------------------------------------------------------
 
@@ -202,12 +210,12 @@ class GridEvaluator:
         return self._cell_linear(0, self._joint_encoding(views).reshape(cells, m, -1),
                                  r0 * math.prod(self.cell_shape[1:]))
 
-    def _axis_encoding(self, k: int) -> torch.Tensor:
-        """Positional encoding of axis ``k`` at its chunk slots: ``[C_k, S_k, 1 + 2F]``
-        (the centred coordinate, then sin and cos per frequency, as ``positional_encoding``)."""
-        coords = self.axes[k][self.chunks[k].index]  # [C, S]
-        enc = positional_encoding(coords.reshape(-1, 1), self.cfg.pe_frequencies)
-        return enc.reshape(coords.shape + (enc.shape[-1],))
+    def _axis_encodings(self) -> list[torch.Tensor]:
+        """Positional encoding of every axis at its chunk slots: ``[C_k, S_k, 1 + 2F]`` per axis (the
+        centred coordinate, then sin and cos per frequency, as ``positional_encoding``), in one call."""
+        slots = [a[c.index] for a, c in zip(self.axes, self.chunks)]  # [C_k, S_k]
+        enc = positional_encoding(torch.cat([s.reshape(-1, 1) for s in slots]), self.cfg.pe_frequencies)
+        return [e.reshape(s.shape + (-1,)) for e, s in zip(enc.split([s.numel() for s in slots]), slots)]
 
     def _joint_encoding(self, views: list[torch.Tensor]) -> torch.Tensor:
         """Per-axis encodings broadcast to the grid -> the encoding of every grid sample, columns
