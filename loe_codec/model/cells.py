@@ -30,7 +30,7 @@ import torch
 
 from .encoding import positional_encoding
 
-CHUNK_OVERHEAD = 4  # a chunk costs about as much as this many padded samples (weights gathered per cell)
+CHUNK_OVERHEAD = 4  # a chunk costs about this many padded samples (a guess: 0..1000 timed the same on the mosaic)
 SAMPLES_PER_PASS = 1 << 14  # samples per pass through the layers (about): keeps the activations in the L2 cache
 
 
@@ -225,7 +225,8 @@ class GridEvaluator:
         return torch.cat(parts, -1)
 
     def _cell_linear(self, layer: int, h: torch.Tensor, start: int) -> torch.Tensor:
-        """Layer ``layer`` (matmul, bias, activation) on cells ``start ..``: ``[cells, M, in]`` -> ``[cells, M, out]``."""
+        """Layer ``layer`` (matmul, bias, activation) on the cells ``start ..``:
+        ``[cells, M, in]`` -> ``[cells, M, out]``."""
         w, b = self.weights[layer], self.biases[layer]
         cells, m, fan_in = h.shape
         if self.cfg.banks[layer] == 1:

@@ -61,8 +61,9 @@ def test_grid_forward_on_partial_cells_in_float64(blend, arrangement):
                       pe_frequencies=2)
     model = _random_model(cfg, tiles=2, dtype=torch.float64)
     gen = torch.Generator().manual_seed(3)
-    for axes in ([torch.linspace(0.13, 0.71, 41, dtype=torch.float64), torch.linspace(0.52, 0.97, 19, dtype=torch.float64)],
-                 [torch.rand(30, generator=gen, dtype=torch.float64), torch.rand(7, generator=gen, dtype=torch.float64)]):
+    f64 = torch.float64
+    for axes in ([torch.linspace(0.13, 0.71, 41, dtype=f64), torch.linspace(0.52, 0.97, 19, dtype=f64)],
+                 [torch.rand(30, generator=gen, dtype=f64), torch.rand(7, generator=gen, dtype=f64)]):
         got = model.forward_grid(0, axes)
         coords = _grid_coords(axes)
         with torch.inference_mode():
