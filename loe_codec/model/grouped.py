@@ -95,11 +95,10 @@ class ChunkLayout:
         chunks = (counts + size - 1) // size  # [G]
         first_chunk = torch.cumsum(chunks, 0) - chunks
         num_chunks = int(chunks.sum())
-        order = torch.argsort(group, stable=True)
-        sorted_group = group[order]
+        sorted_group, order = torch.sort(group, stable=True)
         starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(n, device=group.device) - starts[sorted_group]
-        slot_sorted = (first_chunk[sorted_group] + rank // size) * size + rank % size
+        # The sample of rank r in group g sits at row first_chunk[g] * size + r (its chunks are consecutive).
+        slot_sorted = (first_chunk * size - starts)[sorted_group] + torch.arange(n, device=group.device)
         slot = torch.empty_like(slot_sorted).index_copy_(0, order, slot_sorted)
         chunk_group = torch.repeat_interleave(torch.arange(num_groups, device=group.device), chunks,
                                               output_size=num_chunks)
