@@ -26,7 +26,7 @@ import torch
 
 from . import __version__
 from .config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
-from .decode import BLOCK, DecodeRequest, TileCache, _axis_positions
+from .decode import BLOCK, DecodeRequest, TileCache, _axis_positions, support
 from .encode import BlobSource, StageProgressFn, with_channels
 from .errors import UsageError
 from .files import check_output_location
@@ -232,37 +232,28 @@ class VideoRenderer:
         ys = _axis_positions(req.y, req.height, req.out_height, oy, bh, ky)
         tiles = grid.space.tiles_touching(float(xs[0]), float(ys[0]), float(xs[-1]) + 1e-6, float(ys[-1]) + 1e-6)
         chunks = grid.time.touching(float(times.min()), float(times.max()) + 1e-6)
-        nx, ny = xs.numel(), ys.numel()
         blocks, parts = [], []
         for chunk in chunks:
             wt = grid.time.weight(chunk, times)
-            frames = torch.nonzero(wt > 0).squeeze(1)
+            frames = support(wt)
             t0, te = grid.time.domain(chunk)
             for t in tiles:
                 wx, wy = grid.space.weight_x(t, xs), grid.space.weight_y(t, ys)
-                cols, rows = torch.nonzero(wx > 0).squeeze(1), torch.nonzero(wy > 0).squeeze(1)
-                if not (frames.numel() and cols.numel() and rows.numel()):
-                    continue
+                cols, rows = support(wx), support(wy)
                 dx, dy, ex, ey = grid.space.domain(t)
-                ct, cy, cx = torch.meshgrid((times[frames] - t0) / te, (ys[rows] - dy) / ey, (xs[cols] - dx) / ex,
-                                            indexing="ij")
+                axes = [(xs[cols] - dx) / ex, (ys[rows] - dy) / ey, (times[frames] - t0) / te]
+                if any(a.numel() == 0 for a in axes):
+                    continue
                 weight = wt[frames].view(-1, 1, 1) * wy[rows].view(1, -1, 1) * wx[cols].view(1, 1, -1)
-                where = (frames.view(-1, 1, 1) * ny + rows.view(1, -1, 1)) * nx + cols.view(1, 1, -1)
-                coords = torch.stack([cx.reshape(-1), cy.reshape(-1), ct.reshape(-1)], 1).float()
-                parts.append((len(blocks), coords, weight.reshape(-1).float(), where.reshape(-1)))
+                parts.append((len(blocks), (frames, rows, cols), [a.float().to(device) for a in axes],
+                              weight.float().to(device)))
                 blocks.append(grid.block(t, chunk).index)
         channels = self.cache.config.model.out_channels
-        acc = torch.zeros(times.numel() * ny * nx, channels, dtype=torch.float32, device=device)
+        acc = torch.zeros(times.numel(), ys.numel(), xs.numel(), channels, dtype=torch.float32, device=device)
         if parts:
-            local = torch.cat([torch.full((p[1].shape[0],), p[0], dtype=torch.long) for p in parts]).to(device)
-            coords = torch.cat([p[1] for p in parts]).to(device)
-            weight = torch.cat([p[2] for p in parts]).to(device)
-            where = torch.cat([p[3] for p in parts]).to(device)
             model = self.cache.model(blocks, device)
-            with torch.inference_mode():
-                for s in range(0, local.numel(), MAX_SAMPLES_PER_GROUP):
-                    e = s + MAX_SAMPLES_PER_GROUP
-                    acc.index_add_(0, where[s:e], model(local[s:e], coords[s:e]) * weight[s:e].unsqueeze(1))
+            for local, spans, axes, weight in parts:
+                acc[spans] += model.forward_grid(local, axes) * weight.unsqueeze(-1)
         acc = acc.view(times.numel(), bh, ky, bw, kx, channels).mean(dim=(2, 4))
         return torch.round((acc + 0.5).clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy()
 

@@ -31,6 +31,23 @@ def bank_index(coords: torch.Tensor, n: int, alpha: float, beta: float = 0.0) ->
     return _combine(torch.remainder(cell, n), n)
 
 
+def bank_indices(coords: torch.Tensor, banks: list[int], alphas: list[float]) -> torch.Tensor:
+    """:func:`bank_index` of several layers at once (``beta = 0``), with the same arithmetic.
+
+    Args:
+        coords: ``[N, d]`` tile-local coordinates; banks: ``n`` of every layer; alphas: their scales.
+
+    Returns:
+        ``[N, layers]`` int64 bank ids.
+    """
+    n = torch.tensor(banks, device=coords.device).view(-1, 1)  # [L, 1]
+    alpha = coords.new_tensor(alphas).view(-1, 1)  # [L, 1]
+    cell = torch.floor(coords.unsqueeze(1) * alpha + 0.0).long()  # [N, L, d]
+    d = coords.shape[1]
+    place = n ** torch.arange(d - 1, -1, -1, device=coords.device)  # [L, d]
+    return (torch.remainder(cell, n) * place).sum(-1)
+
+
 def bank_neighbours(coords: torch.Tensor, n: int, alpha: float, beta: float = 0.0
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``2**d`` banks around each coordinate and their multilinear weights.

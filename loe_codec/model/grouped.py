@@ -11,20 +11,35 @@ from dataclasses import dataclass
 import torch
 
 
-class _TakeRows(torch.autograd.Function):
-    """``src[index]`` for an injective ``index``: its backward is a plain scatter, not a scatter-add."""
+class _PackedMatmul(torch.autograd.Function):
+    """``unpack(bmm(pack(x), weight[chunk_group]))`` of a :class:`ChunkLayout`, with a hand-written
+    backward: the same products as autograd would take through pack, gather, bmm and unpack, without
+    its graph of five nodes, the copies of the zero-padded buffers and, when every group is one chunk
+    (a training batch), without gathering the weights at all."""
 
     @staticmethod
-    def forward(ctx, src: torch.Tensor, index: torch.Tensor, src_rows: int) -> torch.Tensor:
-        ctx.save_for_backward(index)
-        ctx.src_rows = src_rows
-        return src.index_select(0, index)
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, layout: "ChunkLayout") -> torch.Tensor:
+        padded = layout.pack(x)  # [chunks, size, in]
+        w = weight if layout.one_chunk_per_group else weight[layout.chunk_group]
+        out = layout.unpack(torch.bmm(padded, w))
+        ctx.save_for_backward(padded, w)
+        ctx.layout, ctx.num_groups = layout, weight.shape[0]
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (index,) = ctx.saved_tensors
-        out = grad.new_zeros(ctx.src_rows, grad.shape[1]).index_copy_(0, index, grad)
-        return out, None, None
+        padded, w = ctx.saved_tensors
+        layout = ctx.layout
+        grad_padded = layout.pack(grad)  # [chunks, size, out]
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = layout.unpack(torch.bmm(grad_padded, w.transpose(1, 2)))
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.bmm(padded.transpose(1, 2), grad_padded)  # [chunks, in, out]
+            if not layout.one_chunk_per_group:
+                grad_w = grad_w.new_zeros(ctx.num_groups, *grad_w.shape[1:]).index_put_(
+                    (layout.chunk_group,), grad_w, accumulate=True)
+        return grad_x, grad_w, None
 
 
 def grouped_linear(x: torch.Tensor, weight: torch.Tensor, group: torch.Tensor,
@@ -49,10 +64,7 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, group: torch.Tensor,
         return x.new_zeros(0, fan_out)
     if equal_groups:
         return torch.bmm(x.view(num_groups, n // num_groups, fan_in), weight).view(n, fan_out)
-    layout = ChunkLayout.of(group, num_groups)
-    padded = layout.pack(x)
-    out = torch.bmm(padded, weight[layout.chunk_group])
-    return layout.unpack(out)
+    return _PackedMatmul.apply(x, weight, ChunkLayout.of(group, num_groups))
 
 
 @dataclass
@@ -64,6 +76,7 @@ class ChunkLayout:
     padding is at most one chunk per group, however unequal the group sizes are.
     ``slot[j]`` is the padded row of sample ``j``; ``chunk_group`` ``[num_chunks]``
     the group of every chunk; ``first`` ``[G]`` one sample of every non-empty group.
+    ``one_chunk_per_group``: every group has exactly one chunk (then ``chunk_group`` is ``arange(G)``).
     """
 
     slot: torch.Tensor
@@ -71,34 +84,35 @@ class ChunkLayout:
     first: torch.Tensor
     num_chunks: int
     size: int
+    one_chunk_per_group: bool = False
 
     @classmethod
     def of(cls, group: torch.Tensor, num_groups: int) -> "ChunkLayout":
         n = group.numel()
         counts = torch.bincount(group, minlength=num_groups)
-        size = _chunk_rows(n, int((counts > 0).sum()), int(counts.max()))
+        largest = int(counts.max())
+        size = _chunk_rows(n, int((counts > 0).sum()), largest)
         chunks = (counts + size - 1) // size  # [G]
         first_chunk = torch.cumsum(chunks, 0) - chunks
         num_chunks = int(chunks.sum())
-        order = torch.argsort(group, stable=True)
-        sorted_group = group[order]
+        sorted_group, order = torch.sort(group, stable=True)
         starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(n, device=group.device) - starts[sorted_group]
-        slot_sorted = (first_chunk[sorted_group] + rank // size) * size + rank % size
+        # The sample of rank r in group g sits at row first_chunk[g] * size + r (its chunks are consecutive).
+        slot_sorted = (first_chunk * size - starts)[sorted_group] + torch.arange(n, device=group.device)
         slot = torch.empty_like(slot_sorted).index_copy_(0, order, slot_sorted)
         chunk_group = torch.repeat_interleave(torch.arange(num_groups, device=group.device), chunks,
                                               output_size=num_chunks)
         first = order[starts.clamp(max=max(n - 1, 0))]
-        return cls(slot, chunk_group, first, num_chunks, size)
+        return cls(slot, chunk_group, first, num_chunks, size, num_chunks == num_groups and size >= largest)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, F]`` samples -> ``[num_chunks, size, F]`` (padding rows are zero)."""
-        rows = x.new_zeros(self.num_chunks * self.size, x.shape[1]).index_copy(0, self.slot, x)
+        """``[N, F]`` samples -> ``[num_chunks, size, F]`` (padding rows are zero); no gradient."""
+        rows = x.new_zeros(self.num_chunks * self.size, x.shape[1]).index_copy_(0, self.slot, x)
         return rows.view(self.num_chunks, self.size, x.shape[1])
 
     def unpack(self, padded: torch.Tensor) -> torch.Tensor:
-        """``[num_chunks, size, F]`` -> ``[N, F]`` in sample order."""
-        return _TakeRows.apply(padded.reshape(-1, padded.shape[2]), self.slot, self.num_chunks * self.size)
+        """``[num_chunks, size, F]`` -> ``[N, F]`` in sample order; no gradient."""
+        return padded.reshape(-1, padded.shape[2]).index_select(0, self.slot)
 
 
 def _chunk_rows(samples: int, groups: int, largest: int) -> int:

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .banks import bank_index, bank_neighbours
+from .banks import bank_indices, bank_neighbours
+from .cells import grid_forward
 from .encoding import positional_encoding
 from .grouped import ChunkLayout, blended_linear, grouped_linear
 from ..quantize import fake_quantize
@@ -82,8 +83,19 @@ class TiledLoE(nn.Module):
         biases = [torch.stack([t[1][i] for t in tiles]) for i in range(config.layers)]
         return cls(config, weights, biases)
 
+    def nearest_banks(self, coords: torch.Tensor) -> list[torch.Tensor | None]:
+        """Nearest bank ``[N]`` of every layer at ``coords`` ``[N, d]`` (None for unbanked layers), in one call."""
+        banked = [layer for layer, n in enumerate(self.config.banks) if n > 1]
+        if not banked:
+            return [None] * self.config.layers
+        ids = bank_indices(coords, [self.config.banks[i] for i in banked], [self.scales[i] for i in banked])
+        out: list[torch.Tensor | None] = [None] * self.config.layers
+        for column, layer in enumerate(banked):
+            out[layer] = ids[:, column]
+        return out
+
     def _linear(self, layer: int, x: torch.Tensor, tile: torch.Tensor, coords: torch.Tensor,
-                tile_major: bool) -> torch.Tensor:
+                tile_major: bool, bank: torch.Tensor | None) -> torch.Tensor:
         cfg = self.config
         n = cfg.banks[layer]
         nb = n**cfg.dims
@@ -92,7 +104,6 @@ class TiledLoE(nn.Module):
         if nb == 1:
             y = grouped_linear(x, flat, tile, equal_groups=tile_major)
         elif cfg.blend == "nearest":
-            bank = bank_index(coords, n, self.scales[layer])
             y = grouped_linear(x, flat, tile * nb + bank)
         else:
             ids, blend = bank_neighbours(coords, n, self.scales[layer])
@@ -118,9 +129,25 @@ class TiledLoE(nn.Module):
         x = positional_encoding(coords, cfg.pe_frequencies)
         if cfg.blend == "nearest" and not torch.is_grad_enabled() and not tile_major:
             return self._forward_packed(x, tile, coords)
+        banks = self.nearest_banks(coords) if cfg.blend == "nearest" else [None] * cfg.layers
         for layer in range(cfg.layers):
-            x = self._activate(layer, self._linear(layer, x, tile, coords, tile_major))
+            x = self._activate(layer, self._linear(layer, x, tile, coords, tile_major, banks[layer]))
         return x
+
+    def forward_grid(self, tile: int, axes: list[torch.Tensor]) -> torch.Tensor:
+        """Inference of tile ``tile`` on the grid of samples spanned by 1-D coordinate axes.
+
+        Args:
+            tile: the tile, in ``[0, T)``.
+            axes: ``d`` float32 tensors, ``axes[k]`` ``[L_k]``: the tile-local coordinates of dimension ``k``.
+
+        Returns:
+            ``[L_{d-1}, ..., L_0, out_channels]`` (dimension 0, x, fastest): ``forward`` at the
+            row-major grid of those coordinates up to float rounding, batched by bank cell
+            (:mod:`~loe_codec.model.cells`) instead of sorted.
+        """
+        with torch.no_grad():
+            return grid_forward(self, tile, axes)
 
     def _activate(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -142,12 +169,9 @@ class TiledLoE(nn.Module):
         """
         cfg = self.config
         key = tile.clone()
-        bank_ids = []
-        for layer, n in enumerate(cfg.banks):
-            nb = n**cfg.dims
-            bank = bank_index(coords, n, self.scales[layer]) if nb > 1 else torch.zeros_like(tile)
-            bank_ids.append(bank)
-            key = key * nb + bank
+        bank_ids = [torch.zeros_like(tile) if b is None else b for b in self.nearest_banks(coords)]
+        for n, bank in zip(cfg.banks, bank_ids):
+            key = key * n**cfg.dims + bank
         groups, group = torch.unique(key, return_inverse=True)
         layout = ChunkLayout.of(group, groups.numel())
         chunk_sample = layout.first[layout.chunk_group]  # one sample of every chunk

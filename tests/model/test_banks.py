@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from loe_codec.model import bank_index, bank_neighbours
+from loe_codec.model.banks import bank_indices
 
 
 def _away_from_cell_edges(coords: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
@@ -94,3 +95,12 @@ def test_bank_neighbours_at_cell_centre_pick_that_cell_alone():
     torch.testing.assert_close(w.max(1).values, torch.ones(4, dtype=w.dtype))
     picked = ids[torch.arange(4), best]
     assert picked.tolist() == bank_index(centres, n, alpha).tolist()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_bank_indices_equal_bank_index_per_layer(dims):
+    coords = torch.rand(500, dims) * 1.2 - 0.1
+    banks, alphas = [2, 3, 2], [2.0, 6.0, 8.0]
+    got = bank_indices(coords, banks, alphas)
+    for column, (n, alpha) in enumerate(zip(banks, alphas)):
+        assert torch.equal(got[:, column], bank_index(coords, n, alpha))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from loe_codec.model import grouped_linear
-from loe_codec.model.grouped import blended_linear
+from loe_codec.model.grouped import ChunkLayout, blended_linear
 
 
 def _loop_reference(x, weight, group):
@@ -91,3 +91,23 @@ def test_grouped_linear_unequal_groups_use_chunks_and_match_loop():
     torch.testing.assert_close(got, ref)
     gy = torch.randn_like(got)
     torch.testing.assert_close(torch.autograd.grad(got, (x, weight), gy), torch.autograd.grad(ref, (x, weight), gy))
+
+
+def test_grouped_linear_one_chunk_per_group_gradients_match_loop():
+    # A training batch: every group non-empty and near-equal, so each group is one chunk and the
+    # weights are used without gathering; values and both gradients must match the loop.
+    g, per, fin, fout = 6, 40, 5, 4
+    group = torch.arange(g).repeat_interleave(per)
+    group[::7] = (group[::7] + 1) % g  # near-equal, not equal
+    group = group[torch.randperm(group.numel())]
+    x = torch.randn(group.numel(), fin, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(g, fin, fout, dtype=torch.float64, requires_grad=True)
+    assert ChunkLayout.of(group, g).one_chunk_per_group
+    got = grouped_linear(x, weight, group)
+    ref = _loop_reference(x, weight, group)
+    torch.testing.assert_close(got, ref)
+    gy = torch.randn_like(got)
+    torch.testing.assert_close(torch.autograd.grad(got, (x, weight), gy), torch.autograd.grad(ref, (x, weight), gy))
+    # Only the weight needs a gradient (the first layer's input is the encoding).
+    (gw,) = torch.autograd.grad(grouped_linear(x.detach(), weight, group), (weight,), gy)
+    torch.testing.assert_close(gw, torch.autograd.grad(_loop_reference(x, weight, group), (weight,), gy)[0])
