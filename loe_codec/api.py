@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .config import CodecConfig, preset as named_preset, slope_for_quality
+from .config import CodecConfig, config_for_quality, preset as named_preset
 from .container import CodecReader
 from .decode import DecodeRequest, TileCache, cache_capacity, iter_strips, render
 from .encode import EncodeResult, RateTarget, StageProgressFn, encode_image, measure
@@ -56,7 +56,7 @@ def rate_choice(config: CodecConfig, bpp: float | None, psnr: float | None,
     if sum(v is not None for v in (bpp, psnr, quality)) > 1:
         raise UsageError("give at most one of bpp, psnr and quality")
     if quality is not None:
-        config = config.with_overrides(slope=slope_for_quality(quality))
+        config = config_for_quality(config, quality)
     return config, RateTarget(bpp=bpp, psnr=psnr)
 
 
@@ -73,8 +73,9 @@ def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "
     choice: ``bpp`` asks for a file of that many bits per pixel, ``psnr`` for
     the smallest file whose PSNR reaches that many dB, ``quality`` (0..100)
     for a point on a fixed ladder of rate–distortion slopes (default: the
-    preset's slope). The network is always the preset's; the rate choice sets
-    the quantization steps. With ``measure_psnr`` the encoder decodes what it
+    preset's slope) and, above quality 60 for ``balanced`` and ``best``, a wider
+    network (:data:`~loe_codec.config.QUALITY_LADDERS`); ``bpp`` and ``psnr``
+    keep the preset's network and set the quantization steps. With ``measure_psnr`` the encoder decodes what it
     wrote and reports its PSNR. ``cache_dir`` keeps every fitted batch there: an
     encode restarted with the same cache (after a crash, or at another rate)
     skips the fits it already has. ``resume`` does that with a folder next to

@@ -271,6 +271,42 @@ def slope_for_quality(quality: int) -> float:
     return 10 ** (low + (high - low) * quality / 100)
 
 
+@dataclass(frozen=True)
+class QualityRung:
+    """From ``min_quality`` up, a preset's network is ``width`` wide and the slope runs log-linearly
+    from ``slopes[0]`` at ``min_quality`` to ``slopes[1]`` at quality 100."""
+
+    min_quality: int
+    width: int
+    slopes: tuple[float, float]
+
+
+# Above q60 the `balanced` network saturates (kodim23: q50 -> q70 spends 21% more bits for
+# 0.16 dB); width 32 carries the curve on (benchmarks/results/ablation_cpu.md: 35.87 dB at
+# 1.00 bpp on kodim23 where width 22 stops at 34.2; 27.21 at 1.23 on kodim05 vs 24.4). Its
+# slopes restart coarser so that each quality step above 60 buys quality, not only bits.
+QUALITY_LADDERS: dict[str, tuple[QualityRung, ...]] = {
+    "balanced": (QualityRung(61, 32, (3e-3, 1e-5)),),
+    "best": (QualityRung(61, 32, (3e-3, 1e-5)),),
+}
+
+
+def config_for_quality(config: CodecConfig, quality: int) -> CodecConfig:
+    """``config`` at a quality level 0..100: the slope of :func:`slope_for_quality`, or, for a named
+    preset's own network with a :data:`QUALITY_LADDERS` rung at that quality, the rung's wider
+    network and slope. Other configs keep their network."""
+    slope = slope_for_quality(quality)  # checks the range
+    rungs = [r for r in QUALITY_LADDERS.get(config.preset, ()) if r.min_quality <= quality]
+    if not rungs or config.model != dataclasses.replace(PRESETS[config.preset].model,
+                                                        out_channels=config.model.out_channels):
+        return config.with_overrides(slope=slope)
+    rung = rungs[-1]
+    low, high = (math.log10(s) for s in rung.slopes)
+    slope = 10 ** (low + (high - low) * (quality - rung.min_quality) / (100 - rung.min_quality))
+    wider = dataclasses.replace(config, model=dataclasses.replace(config.model, width=rung.width))
+    return wider.with_overrides(slope=slope)
+
+
 def preset(name: str) -> CodecConfig:
     """The named preset (``fast``, ``balanced`` or ``best``)."""
     try:

@@ -254,3 +254,14 @@ def test_info_of_a_format_3_file(encoded):
     with loe_codec.open(path) as img:
         assert data["payload_bytes"] == sum(img._reader.tile_size(k) for k in range(6))
     assert 0 < data["header_bytes"] < data["bytes"]
+
+
+def test_quality_choice_follows_the_preset_ladder():
+    from loe_codec.api import rate_choice
+    from loe_codec.config import preset
+    low, _ = rate_choice(preset("balanced"), None, None, 50)
+    high, target = rate_choice(preset("balanced"), None, None, 80)
+    assert low.model.width == 22 and high.model.width == 32 and high.quant.slope < low.quant.slope
+    assert target.bpp is None and target.psnr is None
+    kept, _ = rate_choice(preset("balanced"), 0.5, None, None)  # a bpp target keeps the preset's network
+    assert kept.model == preset("balanced").model

@@ -68,3 +68,42 @@ def test_error_hierarchy_and_exit_codes():
     assert issubclass(errors.CodecRuntimeError, RuntimeError)
     assert errors.UsageError.exit_code == errors.FormatError.exit_code == 2
     assert errors.CodecRuntimeError.exit_code == 1
+
+
+# --- the quality ladder --------------------------------------------------------------------------------
+
+def test_quality_ladder_keeps_the_preset_network_up_to_60():
+    from loe_codec.config import config_for_quality, preset, slope_for_quality
+    for name in ("fast", "balanced", "best"):
+        for q in (0, 20, 50, 60):
+            cfg = config_for_quality(preset(name), q)
+            assert cfg.model == preset(name).model
+            assert cfg.quant.slope == pytest.approx(slope_for_quality(q), rel=1e-5)
+
+
+def test_quality_ladder_widens_balanced_and_best_above_60_with_falling_slopes():
+    from loe_codec.config import QUALITY_LADDERS, config_for_quality, preset
+    for name in ("balanced", "best"):
+        rung = QUALITY_LADDERS[name][0]
+        configs = [config_for_quality(preset(name), q) for q in range(61, 101)]
+        assert all(c.model.width == rung.width > preset(name).model.width for c in configs)
+        assert all(c.model.banks == preset(name).model.banks and c.fit == preset(name).fit for c in configs)
+        slopes = [c.quant.slope for c in configs]
+        assert slopes[0] == pytest.approx(rung.slopes[0], rel=1e-5)
+        assert slopes[-1] == pytest.approx(rung.slopes[1], rel=1e-5)
+        assert all(a > b for a, b in zip(slopes, slopes[1:]))
+    fast = config_for_quality(preset("fast"), 90)  # no ladder for fast
+    assert fast.model == preset("fast").model
+
+
+def test_quality_ladder_leaves_custom_networks_alone():
+    from loe_codec.config import config_for_quality, preset
+    overridden = preset("balanced").with_overrides(steps=100, tile=64)  # same network: still laddered
+    assert config_for_quality(overridden, 80).model.width == 32
+    own = dataclasses.replace(preset("balanced"), model=dataclasses.replace(preset("balanced").model, width=12))
+    assert config_for_quality(own, 80).model.width == 12  # a network of its own is not replaced
+    rgba = dataclasses.replace(preset("balanced"), model=dataclasses.replace(preset("balanced").model,
+                                                                             out_channels=4))
+    assert config_for_quality(rgba, 80).model.width == 32 and config_for_quality(rgba, 80).model.out_channels == 4
+    with pytest.raises(errors.UsageError):
+        config_for_quality(preset("balanced"), 101)

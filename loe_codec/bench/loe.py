@@ -19,7 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..config import PRESETS, CodecConfig, preset, slope_for_quality
+from ..config import PRESETS, CodecConfig, config_for_quality, preset, slope_for_quality
 from ..errors import UsageError
 from ..metrics import psnr
 from .codecs import Codec, Measurement
@@ -65,7 +65,7 @@ def loe_setting(setting: str) -> tuple[CodecConfig, float | None]:
     s = LoeSetting.parse(setting, PRESETS)
     config = preset(s.preset).with_overrides(steps=s.steps)
     if s.quality is not None:
-        config = config.with_overrides(slope=slope_for_quality(s.quality))
+        config = config_for_quality(config, s.quality)
     return config, s.bpp
 
 
