@@ -203,12 +203,10 @@ def encode(
     if looks_like_video(source):
         from cli import video
 
-        if resume:
-            _fail("--resume applies to images only for now", 2)
         with _errors(), _progress(quiet) as bar:
             data, summary = video.encode(source, output, preset, steps, tile, seed, chunk,
                                          {"bpp": bpp, "psnr": psnr, "quality": quality}, device, not no_measure,
-                                         _stage_callback(bar), _warn)
+                                         _stage_callback(bar), _warn, resume)
         _emit(data, as_json, summary)
         return
     if chunk is not None:

@@ -25,7 +25,7 @@ def parse_range(text: Optional[str], name: str, kind: type) -> Optional[tuple]:
 
 
 def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed, chunk, rate: dict, device: str,
-           measure: bool, progress, warn: Callable[[str], None]):
+           measure: bool, progress, warn: Callable[[str], None], resume: bool = False):
     """Encode a video; ``rate`` holds ``bpp``, ``psnr`` and ``quality`` (at most one set). Returns
     ``(result dict, summary line)``."""
     from loe_codec.video import encode_video
@@ -33,7 +33,7 @@ def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = encode_video(source, output, preset or "video", steps=steps, tile=tile, seed=seed, chunk=chunk,
-                              **rate, device=device, progress=progress, measure_psnr=measure)
+                              **rate, device=device, progress=progress, measure_psnr=measure, resume=resume)
     for w in caught:
         warn(str(w.message))
     for note in result.notes:

@@ -102,14 +102,19 @@ def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "
             raise UsageError(f"{output}: the output of encode must end in .loe")
         if ranks.main:  # the one that writes it
             check_output_location(output)
-        temporary_cache = resume and cache_dir is None
-        if temporary_cache:
-            cache_dir = output + RESUME_SUFFIX
-        result = encode_image(str(source), output, cfg, device, progress, measure_psnr, target,
-                              None if cache_dir is None else str(cache_dir), ranks)
+        cache_dir, temporary_cache = resume_cache(output, cache_dir, resume)
+        result = encode_image(str(source), output, cfg, device, progress, measure_psnr, target, cache_dir, ranks)
     if temporary_cache and ranks.main:  # every rank is done with it
         shutil.rmtree(cache_dir, ignore_errors=True)
     return result
+
+
+def resume_cache(output: str, cache_dir: str | os.PathLike | None, resume: bool) -> tuple[str | None, bool]:
+    """The fit cache folder of an encode and whether it is a temporary one: with ``resume`` and no
+    ``cache_dir``, ``<output>.fits`` (removed by the caller once the file is written)."""
+    if resume and cache_dir is None:
+        return output + RESUME_SUFFIX, True
+    return (None if cache_dir is None else str(cache_dir)), False
 
 
 class LoeImage:

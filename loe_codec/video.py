@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import time as _time
 import warnings
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                  seed: int | None = None, chunk: int | None = None, bpp: float | None = None,
                  psnr: float | None = None, quality: int | None = None, device: str = "auto",
                  progress: StageProgressFn | None = None, measure_psnr: bool = True,
-                 cache_dir: str | os.PathLike | None = None) -> VideoEncodeResult:
+                 cache_dir: str | os.PathLike | None = None, resume: bool = False) -> VideoEncodeResult:
     """Encode the video at ``source`` into the `.loe` file ``output``.
 
     ``preset`` names a :data:`VIDEO_PRESETS` entry (or pass a full ``config``);
@@ -133,9 +134,10 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     file's config. Audio is not coded: an input with audio gives an
     :class:`AudioDroppedWarning`. With ``measure_psnr`` the encoder decodes
     what it wrote and reports the mean per-frame PSNR. ``cache_dir`` keeps every fitted batch
-    there (as for images): an encode of the same clip at another rate skips the fits.
+    there (as for images): an encode of the same clip at another rate skips the fits. ``resume``
+    does that with a folder next to the output (``<output>.fits``), removed once the file is written.
     """
-    from .api import rate_choice, resolve_device
+    from .api import rate_choice, resolve_device, resume_cache
 
     started = _time.perf_counter()
     vcfg = config if config is not None else video_preset(preset)
@@ -163,6 +165,7 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                          encoder=f"loe-codec {__version__}")
     grid = header.grid
     notes: list[str] = []
+    cache_dir, temporary_cache = resume_cache(output, cache_dir, resume)
     cache = FitCache(cache_dir) if cache_dir is not None else None
     blobs, config_ = fit_and_pack_video(src, header, device, progress, target, notes, cache)
     header = with_config(header, config_, {})
@@ -175,6 +178,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
         header.stats = {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
                         for k, v in errors.summary().items() if k != "psnr_per_frame"}
     size = write_video_codec(output, header, blobs)
+    if temporary_cache:
+        shutil.rmtree(cache_dir, ignore_errors=True)
     return VideoEncodeResult(output, size, bits_per_voxel(size, src.width, src.height, src.frames), psnr,
                              src.frames, float(src.fps), len(grid), audio, _time.perf_counter() - started,
                              tuple(notes))

@@ -83,3 +83,24 @@ def test_video_fit_cache_serves_other_rates(tmp_path):
     encode_video(CLIP, tmp_path / "c.loe", config=tiny_video_config(), chunk=6, bpp=2.0, device="cpu",
                  measure_psnr=False, cache_dir=cache)
     assert len(list(cache.iterdir())) > len(stored)  # other time chunks: other fits
+
+
+def test_resume_reuses_the_fits_of_an_interrupted_encode_and_removes_them(tmp_path, monkeypatch):
+    out = tmp_path / "r.loe"
+    first = encode_video(CLIP, out, config=tiny_video_config(), device="cpu", measure_psnr=False,
+                         cache_dir=str(out) + ".fits")  # what a killed --resume run leaves behind
+    assert (tmp_path / "r.loe.fits").is_dir()
+    out.unlink()
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("a resumed encode must not fit again")
+    monkeypatch.setattr("loe_codec.video_encode.fit_blocks", no_fitting)
+    again = encode_video(CLIP, out, config=tiny_video_config(), device="cpu", measure_psnr=False, resume=True)
+    assert again.bytes == first.bytes and out.read_bytes() and not (tmp_path / "r.loe.fits").exists()
+
+
+def test_cli_resume_for_video(tmp_path):
+    out = tmp_path / "c.loe"
+    r = CliRunner().invoke(app, ["encode", str(CLIP), "-o", str(out), *FAST_VIDEO, "--resume", "--no-measure"])
+    assert r.exit_code == 0, r.output
+    assert out.exists() and not (tmp_path / "c.loe.fits").exists()
