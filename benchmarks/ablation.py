@@ -149,33 +149,49 @@ def bd_against(rows: list[dict], anchor: str, name: str, method: str) -> dict[st
     return {"bd_rate": [bd_rate(a, t, method) for a, t in pairs], "bd_psnr": [bd_psnr(a, t, method) for a, t in pairs]}
 
 
-def anchors_of(name: str, names: list[str], references: list[str]) -> list[str]:
-    """What ``name`` is compared with: the references, then its own equal-parameter MLP if it was run."""
-    own = f"{MLP_PREFIX}-{name}"
-    return [a for a in references if a != name] + ([own] if own in names and own not in references else [])
+def is_mlp(name: str) -> bool:
+    return name == MLP_PREFIX or name.startswith(MLP_PREFIX + "-")
+
+
+def matched_mlp(name: str, params: dict[str, int]) -> str | None:
+    """``name``'s own MLP (``mlp-NAME``) if it was run, else the MLP run nearest to it in parameters per
+    tile; None for an MLP or where none was run."""
+    mlps = [m for m in params if is_mlp(m)]
+    if is_mlp(name) or not mlps:
+        return None
+    return min(mlps, key=lambda m: (m != f"{MLP_PREFIX}-{name}", abs(params[m] - params[name])))
 
 
 def summarize(rows: list[dict], references: list[str], method: str) -> dict[str, dict]:
-    """For every variant: parameters per tile and its BD numbers vs each anchor (see :func:`anchors_of`)."""
-    names = list(dict.fromkeys(r["variant"] for r in rows))
-    return {name: {"parameters_per_tile": next(r["parameters_per_tile"] for r in rows if r["variant"] == name),
-                   "vs": {a: bd_against(rows, a, name, method) for a in anchors_of(name, names, references)}}
-            for name in names}
+    """For every variant: parameters per tile, its nearest-size MLP and its BD numbers vs the references and
+    that MLP."""
+    params = {r["variant"]: r["parameters_per_tile"] for r in rows}
+    out = {}
+    for name, count in params.items():
+        mlp = matched_mlp(name, params)
+        anchors = [a for a in dict.fromkeys(references + ([mlp] if mlp else [])) if a != name]
+        out[name] = {"parameters_per_tile": count, "matched_mlp": mlp,
+                     "vs": {a: bd_against(rows, a, name, method) for a in anchors}}
+    return out
 
 
 def _fmt(values: list, unit: str, digits: int) -> str:
     return ", ".join("n/a" if v is None else f"{v:+.{digits}f}{unit}" for v in values)
 
 
+def _bd_cells(bd: dict | None) -> list[str]:
+    return ["", ""] if bd is None else [_fmt(bd["bd_rate"], "%", 1), _fmt(bd["bd_psnr"], " dB", 2)]
+
+
 def summary_lines(summary: dict[str, dict], references: list[str]) -> list[str]:
-    """The markdown table of :func:`summarize`: one column pair per reference, one for the matched MLP."""
+    """The markdown table of :func:`summarize`: one column pair per reference, then the nearest-size MLP's."""
     head = "| variant | params/tile | " + " | ".join(f"BD-rate vs {a} | BD-PSNR vs {a}" for a in references)
-    lines = [head + " | BD-rate vs own MLP | BD-PSNR vs own MLP |", "|---|---:" + "|---|---" * (len(references) + 1) + "|"]
+    lines = [head + " | nearest-size MLP | BD-rate vs it | BD-PSNR vs it |",
+             "|---|---:" + "|---|---" * len(references) + "|---|---|---|"]
     for name, s in summary.items():
-        cells = []
-        for a in references + [f"{MLP_PREFIX}-{name}"]:
-            bd = s["vs"].get(a)
-            cells += ["" if bd is None else _fmt(bd["bd_rate"], "%", 1), "" if bd is None else _fmt(bd["bd_psnr"], " dB", 2)]
+        mlp = s["matched_mlp"]
+        cells = [c for a in references for c in _bd_cells(s["vs"].get(a))]
+        cells += [mlp or ""] + _bd_cells(s["vs"].get(mlp) if mlp else None)
         lines.append(f"| {name} | {s['parameters_per_tile']} | " + " | ".join(cells) + " |")
     return lines
 

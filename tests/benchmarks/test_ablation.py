@@ -69,23 +69,24 @@ def test_bad_names_are_refused(ablation, base, name):
 RUN = {"date": "d", "machine": "m", "command": "c", "preset": "balanced", "steps": 4, "qat_steps": 2}
 
 
-def rows(name, shift, image="a"):
+def rows(name, shift, image="a", params=10):
     """Three (slope, bpp, PSNR) rows of a made-up curve, ``shift`` dB above the anchor's."""
     return [{"image": image, "variant": name, "slope": s, "bpp": b, "psnr": p + shift, "seconds": 1.0,
-             "parameters_per_tile": 10} for s, b, p in [(1e-2, 0.4, 30.0), (1e-3, 0.6, 32.0), (1e-4, 0.8, 33.0)]]
+             "parameters_per_tile": params} for s, b, p in [(1e-2, 0.4, 30.0), (1e-3, 0.6, 32.0), (1e-4, 0.8, 33.0)]]
 
 
 def test_summary_compares_with_references_and_the_own_mlp(ablation, tmp_path):
-    all_rows = rows("balanced", 0) + rows("mlp", -0.5) + rows("w32", 0.5) + rows("mlp-w32", 0.2)
+    all_rows = rows("balanced", 0) + rows("mlp", -0.5) + rows("w32", 0.5, params=30) + rows("mlp-w32", 0.2, params=30)
     summary = ablation.summarize(all_rows, ["balanced", "mlp"], "pchip")
     assert set(summary["w32"]["vs"]) == {"balanced", "mlp", "mlp-w32"}
-    assert set(summary["balanced"]["vs"]) == {"mlp"}
+    assert set(summary["balanced"]["vs"]) == {"mlp"} and summary["balanced"]["matched_mlp"] == "mlp"
+    assert summary["mlp-w32"]["matched_mlp"] is None
     assert summary["w32"]["vs"]["balanced"]["bd_psnr"] == [pytest.approx(0.5)]
     assert summary["w32"]["vs"]["balanced"]["bd_rate"][0] < 0
     ablation.write_report(tmp_path / "r.json", RUN, all_rows, ["balanced", "mlp"], "pchip")
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["mlp-w32"]["vs"]["mlp"]["bd_psnr"][0] > 0
     report = (tmp_path / "r.md").read_text()
-    assert "| w32 | 10 |" in report and "slopes 0.0001, 0.001, 0.01." in report
+    assert "| w32 | 30 |" in report and "slopes 0.0001, 0.001, 0.01." in report
 
 
 def test_merge_joins_the_rows_of_runs(ablation, tmp_path):
@@ -97,3 +98,14 @@ def test_merge_joins_the_rows_of_runs(ablation, tmp_path):
     joined = json.loads((tmp_path / "ab.json").read_text())
     assert joined["command"] == "a; b" and len(joined["rows"]) == 12
     assert joined["summary"]["mlp"]["vs"]["balanced"]["bd_psnr"] == [pytest.approx(-1.0)] * 2
+
+
+def test_the_matched_mlp_is_the_own_else_the_nearest_in_parameters(ablation):
+    params = {"balanced": 6361, "mlp": 6345, "mlp-w16": 3453, "mlp-w32": 13085, "depth4": 4403,
+              "banks1-2-2-4-1": 12169}
+    assert ablation.matched_mlp("depth4", params) == "mlp-w16"
+    assert ablation.matched_mlp("banks1-2-2-4-1", params) == "mlp-w32"
+    assert ablation.matched_mlp("balanced", params) == "mlp"
+    assert ablation.matched_mlp("w16", {**params, "w16": 3475, "mlp-x": 3475}) == "mlp-w16"
+    assert ablation.matched_mlp("mlp-w16", params) is None
+    assert ablation.matched_mlp("w16", {"w16": 1}) is None
