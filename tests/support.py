@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
 from pathlib import Path
@@ -14,7 +15,17 @@ from loe_codec import fit
 
 from loe_codec.config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+def load_script(relative: str):
+    """The module of a script outside the package (``samples/make_mosaic.py``, ``benchmarks/ablation.py``)."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_config(steps: int = 100, *, width: int = 16, banks: tuple[int, ...] = (1, 2, 2, 1), tile: int = 16,

@@ -1,6 +1,5 @@
 """samples/make_mosaic.py: a mosaic of photos written as a tiled BigTIFF, on tiny sizes."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -9,17 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import read_array, smooth_image, write_array
+from support import load_script, read_array, smooth_image, write_array
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "samples" / "make_mosaic.py"
-
-
-def _load_module():
-    spec = importlib.util.spec_from_file_location("make_mosaic", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def photos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mosaic():
-    return _load_module()
+    return load_script("samples/make_mosaic.py")
 
 
 def _run(*args):
