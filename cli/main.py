@@ -19,14 +19,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-# Before torch loads OpenMP. Several threads that spin while they wait for each other make torch
-# 10-50x slower on a busy CPU (measured on the shared 2-core machine: a decode at 0.02 MP/s instead of
-# 1); making them sleep (OMP_WAIT_POLICY=PASSIVE) costs 2x on an idle CPU (a 1500-step kodim23 encode:
-# 37 s vs 18 s). One thread has no one to wait for (25 s there). So when the CPU is already busy at
-# start-up, torch gets one thread, unless the user chose the threads or the wait policy.
-if not {"OMP_NUM_THREADS", "OMP_WAIT_POLICY"} & set(os.environ) and hasattr(os, "getloadavg") and \
-        os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
-    os.environ["OMP_NUM_THREADS"] = "1"
+from cli.threads import limit_threads_on_a_busy_cpu
+
+limit_threads_on_a_busy_cpu()  # before torch loads OpenMP
 
 app = typer.Typer(
     name="loe",
