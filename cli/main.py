@@ -418,7 +418,7 @@ def bench(
     what = "video(s), bpp per frame, mean per-frame PSNR" if videos else "image(s)"
     Console().print(lb.rich_table(run["summary"], title=f"{len(images)} {what}: mean PSNR (dB) at each rate, "
                                                         f"BD-rate (%) and BD-PSNR (dB)"))
-    for line in lb.setting_lines(run["summary"], most=3):  # codecs with few points: their means
+    for line in lb.setting_lines(run["summary"], most=3, media=run.get("media", "image")):  # codecs with few points: their means
         typer.echo(line)
     typer.echo(f"{output}: {len(run['results'])} measurements")
 

@@ -33,8 +33,9 @@ def table_rows(summary: Mapping) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def setting_lines(summary: Mapping, most: int | None = None) -> list[str]:
-    """One line per (codec, setting): mean bpp and mean PSNR over the images (what a single-point codec shows).
+def setting_lines(summary: Mapping, most: int | None = None, media: str = "image") -> list[str]:
+    """One line per (codec, setting): mean bpp and mean PSNR over the images or videos (``media``)
+    (what a single-point codec shows).
 
     With ``most``, only codecs with at most that many settings (the others are curves in the table).
     """
@@ -44,7 +45,7 @@ def setting_lines(summary: Mapping, most: int | None = None) -> list[str]:
             continue
         for s in info["settings"]:
             out.append(f"{info['label']} {s['setting']}: {s['bpp']:.4f} bpp, {_num(s['psnr'], '.2f')} dB "
-                       f"(mean of {s['images']} image(s))")
+                       f"(mean of {s['images']} {media}(s))")
     return out
 
 
@@ -87,7 +88,7 @@ def markdown_report(run: Mapping) -> str:
         f"- BD-rate / BD-PSNR (Bjøntegaard, over the interval both curves cover): {summary['bd']}", "",
         "Mean PSNR (dB) at each rate; BD-rate in %, BD-PSNR in dB.", "",
         markdown_table(*table_rows(summary)), "", "Mean bpp and PSNR per setting (not interpolated):", "",
-        *[f"- {line}" for line in setting_lines(summary)], "", "## Codec settings", "",
+        *[f"- {line}" for line in setting_lines(summary, media=media)], "", "## Codec settings", "",
     ]
     for name, info in run["codecs"].items():
         out.append(f"- **{info['label']}** (`{name}`): `{info['describe']}`; settings {', '.join(info['settings'])}")

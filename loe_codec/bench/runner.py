@@ -103,7 +103,8 @@ def run_bench(images: Sequence[BenchImage | BenchVideo], codecs: Sequence[Codec]
         "points": list(points),
         "images": [im.name for im in images],
         "image_files": {im.name: {"path": str(im.path), "width": im.width, "height": im.height,
-                                  **({"frames": im.frames, "fps": im.fps} if isinstance(im, BenchVideo) else {})}
+                                  **({"frames": im.frames, "fps": im.fps, "source": str(im.source or im.path)}
+                                     if isinstance(im, BenchVideo) else {})}
                         for im in images},
         "codecs": {c.name: {"label": c.label, "describe": c.describe, "settings": list(settings[c.name])}
                    for c in codecs},

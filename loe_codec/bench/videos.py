@@ -20,7 +20,8 @@ from ..errors import UsageError
 
 @dataclass(frozen=True)
 class BenchVideo:
-    """One benchmark video: ``name`` (file stem, unique in a run), the file every codec codes, its size."""
+    """One benchmark video: ``name`` (file stem, unique in a run), the file every codec codes (a cut of
+    ``source``'s first frames, or ``source`` itself), its size."""
 
     name: str
     path: Path
@@ -28,6 +29,7 @@ class BenchVideo:
     height: int
     frames: int
     fps: float
+    source: Path | None = None
 
     def pixels(self) -> np.ndarray:
         """Every frame, uint8 ``[frames, height, width, 3]`` (held whole: short benchmark clips only)."""
@@ -63,7 +65,8 @@ def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder:
             path, source = cut, VideoSource(cut)
         if source.channels != 3:
             raise UsageError(f"{item}: the benchmark compares RGB videos")
-        out.append(BenchVideo(Path(item).stem, path, source.width, source.height, source.frames, float(source.fps)))
+        out.append(BenchVideo(Path(item).stem, path, source.width, source.height, source.frames, float(source.fps),
+                              Path(item)))
     names = [v.name for v in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -25,6 +25,8 @@ def test_video_bench_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["media"] == "video" and data["image_files"]["carphone_12f"]["frames"] == 2
+    assert data["image_files"]["carphone_12f"]["source"] == str(CLIP)  # the clip the cut was made from
+    assert "mean of 1 video(s)" in out.with_suffix(".md").read_text()
     assert {r["codec"] for r in data["results"]} == {"loe", "mlp", "frames", "x264"} and len(data["results"]) == 6
     loe_bpp = next(r["bpp"] for r in data["results"] if r["setting"] == "video-fast/4@bpp2")
     assert abs(loe_bpp - 2) < 0.1  # bits per pixel per frame, as the target counts them
