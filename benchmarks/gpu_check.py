@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loe_codec.config import ModelConfig, preset  # noqa: E402
 from loe_codec.decode import DecodeRequest, render  # noqa: E402
 from loe_codec.encode import BlobSource, pack_fitted  # noqa: E402
-from loe_codec.fit import TileTarget, fit_tiles, tile_seed  # noqa: E402
+from loe_codec.fit import TileTarget, fit_tiles  # noqa: E402
+from loe_codec.reference import tile_seed  # noqa: E402
 from loe_codec.metrics import psnr  # noqa: E402
 from loe_codec.model import TiledLoE  # noqa: E402
 from loe_codec.tiling import TileGrid  # noqa: E402

@@ -161,7 +161,7 @@ def iter_strips(source: TileSource | TileCache, grid: TileGrid, req: DecodeReque
     """Render ``req`` in full-width strips (one row of :func:`iter_blocks` blocks), top to bottom:
     yields ``(out_y, uint8 [rows, out_width, C])``. Only one strip is held at a time."""
     channels = source.config.model.out_channels
-    strip = None
+    strip, strip_y = None, 0
     for ox, oy, pixels in iter_blocks(source, grid, req, device, block, progress):
         if ox == 0:
             if strip is not None:

@@ -12,7 +12,6 @@ import torch
 from .config import FitConfig, ModelConfig, QuantConfig
 from .errors import CodecRuntimeError
 from .model import TiledLoE
-from .reference import tile_seed  # noqa: F401  (re-exported: fitting seeds each tile)
 
 ProgressFn = Callable[[int, int, float], None]
 """``progress(step_done, total_steps, current_loss)``."""

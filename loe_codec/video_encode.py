@@ -21,7 +21,7 @@ import torch
 from .config import CodecConfig
 from .encode import (PSNR_PROBE_SAMPLES, FittedBatch, PsnrFn, RateTarget, StageProgressFn, finish_batch, retune,
                      slope_for_target)
-from .fit import tile_seed
+from .reference import tile_seed
 from .fitcache import FitCache
 from .metrics import psnr_from_mse
 from .rate import Probe, layer_sensitivity

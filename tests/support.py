@@ -14,6 +14,7 @@ import torch
 from loe_codec import fit
 
 from loe_codec.config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
+from loe_codec.reference import tile_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -89,8 +90,8 @@ def smooth_image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray
 def two_tile_targets(seed: int = 0) -> list:
     """Two tiles of a 20x14 smooth image split at x = 10 with margin 2 (windows clipped to the image)."""
     img = torch.from_numpy(smooth_image(14, 20, 3, seed=3))
-    left = fit.TileTarget(img[:, 0:12].clone(), 0, 0, -2.0, -2.0, 14.0, 18.0, fit.tile_seed(seed, 0))
-    right = fit.TileTarget(img[:, 8:20].clone(), 8, 0, 8.0, -2.0, 14.0, 18.0, fit.tile_seed(seed, 1))
+    left = fit.TileTarget(img[:, 0:12].clone(), 0, 0, -2.0, -2.0, 14.0, 18.0, tile_seed(seed, 0))
+    right = fit.TileTarget(img[:, 8:20].clone(), 8, 0, 8.0, -2.0, 14.0, 18.0, tile_seed(seed, 1))
     return [left, right]
 
 

@@ -6,7 +6,8 @@ import torch
 
 from loe_codec.config import FitConfig, ModelConfig, QuantConfig
 from loe_codec.errors import CodecRuntimeError
-from loe_codec.fit import _PixelPool, finetune_quantized, fit_tiles, learning_rate, tile_seed
+from loe_codec.fit import _PixelPool, finetune_quantized, fit_tiles, learning_rate
+from loe_codec.reference import tile_seed
 from loe_codec.quantize import MIN_STEP, storable_steps
 from support import two_tile_targets, window_mse
 

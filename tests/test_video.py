@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from fractions import Fraction
 
 import av
@@ -25,7 +24,7 @@ from loe_codec.video import AudioDroppedWarning, LoeVideo, VideoConfig, encode_v
 from loe_codec.video_container import TimeConfig, probe_kind
 from loe_codec.video_fit import BlockTarget, _VoxelPool
 from loe_codec.video_tiling import TimeGrid
-from loe_codec.videoio import FrameWindows, VideoSource, looks_like_video, read_video_frames, write_video
+from loe_codec.videoio import FrameWindows, VideoSource, looks_like_video, read_video_frames
 from support import SAMPLES, read_array, rewrite_loe_header, smooth_image, write_array
 
 CLIP = SAMPLES / "carphone_12f.mp4"
