@@ -4,6 +4,7 @@ float PSNR over the tile windows and the fit's loss curve.
     python benchmarks/prior_eval.py none|THETA.pt STEPS DATA_DIR kodim23,kodim05
 """
 import sys, time, dataclasses
+from pathlib import Path
 import numpy as np, torch
 from loe_codec.config import preset
 from loe_codec.imageio import ImageSource
@@ -12,24 +13,14 @@ from loe_codec.encode import tile_targets
 from loe_codec import fit as fitmod
 from loe_codec.model import TiledLoE
 
+sys.path.insert(0, str(Path(__file__).parent))
+from float_psnr import window_psnr  # noqa: E402
+
 torch.set_num_threads(1)
 theta_path, steps, data, images = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
 cfg = preset("balanced")
 cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, steps=steps))
 theta = torch.load(theta_path) if theta_path != "none" else None
-
-def window_psnr(model, targets):
-    se, n = 0.0, 0
-    with torch.no_grad():
-        for k, t in enumerate(targets):
-            h, w, _ = t.pixels.shape
-            yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-            x = (xx.reshape(-1) + t.window_x + 0.5 - t.domain_x) / t.extent_x
-            y = (yy.reshape(-1) + t.window_y + 0.5 - t.domain_y) / t.extent_y
-            out = model(torch.full((h * w,), k), torch.stack([x, y], 1))
-            pred = ((out + 0.5).clamp(0, 1) * 255).round()
-            se += ((pred - t.pixels.reshape(-1, 3).float()) ** 2).sum().item(); n += h * w * 3
-    return 10 * np.log10(255**2 / (se / n))
 
 res = {}
 for name in images:
