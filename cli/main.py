@@ -21,8 +21,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from cli.threads import limit_threads_on_a_busy_cpu
 
-limit_threads_on_a_busy_cpu()  # before torch loads OpenMP
-
 app = typer.Typer(
     name="loe",
     help="Levels-of-Experts neural image and video codec: encode images or videos into compact .loe files "
@@ -192,6 +190,7 @@ def encode(
     Under torchrun (e.g. torchrun --nproc-per-node 8 -m cli encode ...) the processes share the
     tiles (one GPU each) and rank 0 alone writes the file and prints.
     """
+    limit_threads_on_a_busy_cpu()  # before torch loads OpenMP (the commands that compute import it)
     import loe_codec
     from loe_codec.videoio import looks_like_video
 
@@ -244,6 +243,7 @@ def decode(
     Images stream (never whole in memory); the format follows the extension; .dzi writes a Deep Zoom
     pyramid (NAME.dzi and NAME_files/).
     """
+    limit_threads_on_a_busy_cpu()
     import loe_codec
 
     reg = _parse_region(region)
@@ -316,6 +316,7 @@ def evaluate(
     quiet: bool = QuietOpt,
 ) -> None:
     """Bits per pixel and PSNR (8-bit, peak 255) of the full decode against the original."""
+    limit_threads_on_a_busy_cpu()
     import loe_codec
 
     with _errors(), _progress(quiet) as bar:
@@ -386,6 +387,7 @@ def bench(
     quiet: bool = QuietOpt,
 ) -> None:
     """Run :func:`loe_codec.bench.run_bench` and print its table."""
+    limit_threads_on_a_busy_cpu()
     from loe_codec import bench as lb
     from loe_codec.videoio import looks_like_video
 

@@ -108,10 +108,11 @@ def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TilePara
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise FormatError(f"a tile's coded weights cannot be decoded ({exc})") from None
-    references = reference_weights(config.model, seed) if gains is not None else [None] * len(shapes)
-    weights = [dequantize_steps(torch.from_numpy(a), torch.tensor(float(s)),
-                                None if ref is None else torch.tensor(float(g)) * ref)
-               for a, s, g, ref in zip(ints, steps, gains if gains is not None else steps, references)]
+    offsets: list[torch.Tensor | None] = [None] * len(shapes)
+    if gains is not None:
+        offsets = [torch.tensor(float(g)) * ref for g, ref in zip(gains, reference_weights(config.model, seed))]
+    weights = [dequantize_steps(torch.from_numpy(a), torch.tensor(float(s)), offset)
+               for a, s, offset in zip(ints, steps, offsets)]
     _check_finite(weights, biases)
     return weights, biases
 
