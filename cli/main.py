@@ -294,6 +294,7 @@ def info(
         f"  model  preset {data['preset']}: width {m['width']}, banks {list(m['banks'])} per dim, "
         f"{m['arrangement']}, {m['blend']}, {m['activation']}, {m['parameters_per_tile']} parameters/tile",
         f"  quant  {_quant_summary(data['quantization'])}",
+        *([_units_summary(data["units_kept"])] if "units_kept" in data else []),
         f"  size   {data['bytes']} bytes ({', '.join(f'{v} {k}' for k, v in data['rate_split'].items())}), "
         f"{data['bpp']:.4f} bpp"
         + (f", PSNR at encode {psnr:.2f} dB" if psnr is not None else ""),
@@ -305,6 +306,11 @@ def _quant_summary(q: dict) -> str:
         return f"{q['bits']}-bit raw weights (format 1), {q['bias_dtype']} biases"
     return (f"range-coded weights, rate-distortion slope {q['slope']:g}, {q['qat_steps']} quantization-aware "
             f"steps, {q['bias_dtype']} biases")
+
+
+def _units_summary(kept: dict) -> str:
+    tiles = ", ".join(f"{n} at {fraction}" for fraction, n in kept["tiles_by_fraction"].items())
+    return f"  units  tiles keeping a fraction of their hidden units: {tiles} (mean {kept['mean_fraction']:.2f})"
 
 
 @app.command("eval")

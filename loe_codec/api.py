@@ -192,6 +192,7 @@ class LoeImage:
         cfg = self.config
         size = self._reader.size_bytes
         weights_bytes = sum(self._reader.tile_size(k) for k in range(len(self.grid)))
+        units = [self._reader.tile_units(k) for k in range(len(self.grid))] if cfg.quant.prunes_units else None
         return {
             "path": str(self._reader.path),
             "format_version": self.header.version,
@@ -209,7 +210,8 @@ class LoeImage:
             "bytes": size,
             "payload_bytes": weights_bytes,
             "header_bytes": size - weights_bytes,
-            "rate_split": rate_split(cfg, len(self.grid), weights_bytes, size),
+            "rate_split": rate_split(cfg, len(self.grid), weights_bytes, size, units),
+            **({} if units is None else {"units_kept": units_kept(cfg, units)}),
             "bpp": bits_per_pixel(size, self.width, self.height),
             "stats": self.header.stats,
         }
@@ -246,15 +248,30 @@ class LoeImage:
         self.close()
 
 
-def rate_split(config: CodecConfig, tiles: int, payload: int, size: int) -> dict:
+def rate_split(config: CodecConfig, tiles: int, payload: int, size: int,
+               units: list[list[np.ndarray]] | None = None) -> dict:
     """Bytes of a file by what they hold: coded weights, biases, per-layer steps and entropy models
-    (formats 2 and 3; format 1 stores raw int8 weights with their scales), and the header and tables."""
+    (with the unit masks of tiles that may drop units: ``units``, per tile), and the header and tables
+    (formats 2 to 4; format 1 stores raw int8 weights with their scales)."""
     if config.quant.scheme != "laplace":
         return {"weights_and_scales": payload, "header": size - payload}
-    biases = sum(o for _, o in config.model.layer_shapes()) * np.dtype(config.quant.bias_dtype).itemsize * tiles
-    models = laplace_fixed_bytes(config) * tiles - biases
+    all_biases = sum(o for _, o in config.model.layer_shapes())
+    counts = [all_biases] * tiles if units is None else \
+        [sum(int(u.sum()) for u in kept) + config.model.out_channels for kept in units]
+    biases = sum(counts) * np.dtype(config.quant.bias_dtype).itemsize
+    models = sum(laplace_fixed_bytes(config, c) for c in counts) - biases
     return {"weights": payload - biases - models, "biases": biases, "steps_and_models": models,
             "header": size - payload}
+
+
+def units_kept(config: CodecConfig, units: list[list[np.ndarray]]) -> dict:
+    """How many tiles keep each fraction of the hidden units (``"1.0"``: all) and the mean fraction kept."""
+    fractions = [sum(int(u.sum()) for u in kept) / (config.model.width * len(kept)) for kept in units]
+    tiles: dict[str, int] = {}
+    for f in fractions:
+        tiles[f"{f:.3g}"] = tiles.get(f"{f:.3g}", 0) + 1
+    return {"tiles_by_fraction": dict(sorted(tiles.items(), reverse=True)),
+            "mean_fraction": sum(fractions) / len(fractions)}
 
 
 def open(path: str | os.PathLike):  # noqa: A001 - mirrors the builtin on purpose

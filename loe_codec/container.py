@@ -1,6 +1,6 @@
 """The `.loe` container: one safetensors file.
 
-Layout (format version 3):
+Layout (format version 4):
 
 * ``__metadata__["loe"]``: a JSON header: format name and version, the source
   image (width, height, channels, bit depth), the tile grid, the full
@@ -10,7 +10,9 @@ Layout (format version 3):
 * ``tile_offsets``: ``int64 [tiles + 1]``, where each blob starts (and the end);
 * ``tile_crc32``: ``int64 [tiles]``, the CRC-32 of every blob.
 
-Format 2 (read only) is format 3 without weight references: its tiles code the
+Format 3 (read only) is format 4 without unit masks (``QuantConfig.unit_ladder``
+is ``(1.0,)``: every tile keeps all its units). Format 2 (read only) is format 3
+without weight references: its tiles code the
 weights themselves (``QuantConfig.reference`` is ``"none"``). Format 1 (read only) held one ``uint8`` tensor ``tile.{k}`` per tile of a fixed
 size (raw int8 weights) and the CRC-32s in the JSON header.
 
@@ -33,12 +35,13 @@ from safetensors.torch import save, save_file
 from .config import REFERENCES, CodecConfig
 from .errors import FormatError
 from .files import atomic_output, require_file
-from .tileblob import TileParameters, int8_bytes, unpack_tile
+from .tileblob import TileParameters, Units, int8_bytes, stored_units, units_prefix_bytes, unpack_tile
 from .tiling import TileGrid
 
 FORMAT_NAME = "loe-codec"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FIRST_REFERENCE_VERSION = 3  # image files code weights against a reference from here on
+FIRST_UNITS_VERSION = 4  # image tiles may drop hidden units (QuantConfig.unit_ladder) from here on
 METADATA_KEY = "loe"
 MAX_SIDE = 1 << 24  # pixels per side a header may claim
 
@@ -65,13 +68,16 @@ def checked_version(d: dict, newest: int, what: str = "format") -> int:
     return version
 
 
-def config_from_header(config: dict, with_reference: bool) -> CodecConfig:
+def config_from_header(config: dict, with_reference: bool, with_units: bool) -> CodecConfig:
     """The codec config of a header's ``config`` object; files of a format from before weight
-    references (``with_reference`` False) code the weights themselves. :class:`FormatError` names a
-    reference this decoder does not have; ``ValueError`` for other invalid configs."""
+    references (``with_reference`` False) code the weights themselves, files from before unit masks
+    (``with_units`` False) keep every unit. :class:`FormatError` names a reference this decoder does
+    not have; ``ValueError`` for other invalid configs."""
     quant = config["quant"]
     if not isinstance(quant, dict):
         raise ValueError("the quantization config must be an object")
+    if not with_units:
+        quant = {**quant, "unit_ladder": (1.0,)}
     if not with_reference:
         quant = {**quant, "reference": "none"}
     elif quant.get("reference") not in REFERENCES:
@@ -130,7 +136,8 @@ class Header:
             config_dict = d["config"]
             if version == 1:  # format 1 predates the scheme field: its weights are raw int8
                 config_dict = {**config_dict, "quant": {**config_dict["quant"], "scheme": "int8"}}
-            config = config_from_header(config_dict, version >= FIRST_REFERENCE_VERSION)
+            config = config_from_header(config_dict, version >= FIRST_REFERENCE_VERSION,
+                                        version >= FIRST_UNITS_VERSION)
             crcs = [int(c) for c in d["tile_crc32"]] if version == 1 else []
             stats = dict(d.get("stats", {}))
             tiles = d["tiles"]
@@ -159,7 +166,7 @@ class Header:
 
 
 def write_codec(path: str | os.PathLike, header: Header, blobs: list[np.ndarray]) -> int:
-    """Write a `.loe` file (format 3) atomically (temporary name, then rename). Returns its size in bytes.
+    """Write a `.loe` file (format 4) atomically (temporary name, then rename). Returns its size in bytes.
 
     ``blobs`` holds one ``uint8`` blob per tile, in tile order.
     """
@@ -183,7 +190,7 @@ def write_codec(path: str | os.PathLike, header: Header, blobs: list[np.ndarray]
 
 
 def overhead_bytes(header: Header) -> int:
-    """Bytes a format-2/3 file with ``header`` holds besides its tile blobs (JSON header, tile tables).
+    """Bytes a format-2/3/4 file with ``header`` holds besides its tile blobs (JSON header, tile tables).
 
     Exact up to the few digits of offsets that grow with the blobs (allowed for).
     """
@@ -257,6 +264,15 @@ class CodecReader:
     @property
     def config(self) -> CodecConfig:
         return self.header.config
+
+    def tile_units(self, index: int) -> Units | None:
+        """The hidden units tile ``index`` keeps (bool ``[width]`` per hidden layer), read from the start of
+        its blob alone (no checksum: for reports); None if the file's tiles keep every unit."""
+        if not self.config.quant.prunes_units:
+            return None
+        start = int(self._offsets[index])
+        return stored_units(self.config, self._file.get_slice("tiles")[start:start + units_prefix_bytes(self.config)]
+                            .numpy())
 
     def read_tile(self, index: int) -> TileParameters:
         """Dequantized weights and biases of tile ``index`` (checksum verified)."""

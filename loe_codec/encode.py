@@ -22,8 +22,10 @@ from .fitcache import FitCache
 from .imageio import ImageSource
 from .metrics import ErrorAccumulator, bits_per_pixel, psnr_from_mse
 from .model import TiledLoE
+from .model.units import drop_units, layer_keep
 from .quantize import dequantize_steps, quantize_bias, quantize_to_step, step_integers, storable_steps
 from .rate import SLOPE_RANGE, Probe, estimated_bits, layer_sensitivity, solve_slope, steps_for_slope
+from .pruning import choose_units
 from .reference import batch_references, fitted_gains, tile_seed
 from .tileblob import TileParameters, laplace_fixed_bytes, pack_laplace, unpack_tile
 from .tiling import Tile, TileGrid
@@ -101,6 +103,9 @@ class FittedBatch:
 
     The gains are fitted once, to the float networks: fine-tuning then rounds onto the grids
     they shift, and the file stores the same gains.
+
+    ``units``: the hidden units every tile keeps (bool ``[T, width]`` per hidden layer), once
+    chosen (:mod:`loe_codec.pruning`); None: all.
     """
 
     tiles: list[Tile]
@@ -109,6 +114,7 @@ class FittedBatch:
     probe: Probe
     gains: torch.Tensor | None = None
     offsets: list[torch.Tensor] | None = None
+    units: list[torch.Tensor] | None = None
 
     @classmethod
     def of(cls, tiles: list[Tile], model: TiledLoE, sensitivity: torch.Tensor, probe: Probe,
@@ -132,11 +138,28 @@ class FittedBatch:
 
     def squared_error(self, slope: float) -> torch.Tensor:
         """Estimated squared error ``[T]`` of the batch quantized at ``slope`` (no fine-tuning)."""
-        steps = batch_steps(self, slope)
+        return self.squared_error_at(batch_steps(self, slope))
+
+    def squared_error_at(self, steps: torch.Tensor) -> torch.Tensor:
+        """Estimated squared error ``[T]`` of the batch quantized with ``steps`` ``[T, layers]``."""
         weights = [dequantize_steps(q, steps[:, i].view(-1, 1, 1, 1), self.offset(i))
                    for i, q in enumerate(self.integers(steps))]
         biases = [b.detach().half().float() for b in self.model.biases]
-        return self.probe.squared_error(TiledLoE(self.model.config, weights, biases))
+        return self.probe.squared_error(TiledLoE(self.model.config, drop_units(weights, self.units), biases))
+
+    def bytes_at(self, steps: torch.Tensor, config: CodecConfig) -> torch.Tensor:
+        """Estimated bytes ``[T]`` of every tile's blob quantized with ``steps`` (ideal code lengths; the
+        coder adds a few bytes) and its 4-byte table entry."""
+        ints = self.integers(steps)
+        keeps = [None if self.units is None else layer_keep(self.units, layer) for layer in range(len(ints))]
+        bits = sum(estimated_bits(q, keep) for q, keep in zip(ints, keeps))
+        if self.units is None:
+            fixed = torch.full_like(bits, float(laplace_fixed_bytes(config)))
+        else:
+            kept_biases = sum(u.sum(dim=1) for u in self.units) + self.model.config.out_channels
+            fixed = torch.tensor([float(laplace_fixed_bytes(config, int(k))) for k in kept_biases],
+                                 dtype=torch.float64)
+        return bits / 8 + fixed + 4
 
     def pack(self, index: int, steps: torch.Tensor, config: CodecConfig) -> np.ndarray:
         """The blob of tile ``index`` (position in the batch) quantized with float16-exact ``steps`` ``[layers]``."""
@@ -146,7 +169,11 @@ class FittedBatch:
                 for layer, w in enumerate(model.weights)]
         biases = [quantize_bias(b[index], config.quant) for b in model.biases]
         gains = None if self.gains is None else self.gains[index].tolist()
-        return pack_laplace(config, ints, steps.tolist(), biases, gains)
+        units = None
+        if config.quant.prunes_units:
+            units = [np.ones(model.config.width, dtype=bool) for _ in range(model.config.layers - 1)] \
+                if self.units is None else [u[index].numpy() for u in self.units]
+        return pack_laplace(config, ints, steps.tolist(), biases, gains, units)
 
 
 def batch_steps(batch: FittedBatch, slope: float) -> torch.Tensor:
@@ -162,8 +189,7 @@ def batch_steps(batch: FittedBatch, slope: float) -> torch.Tensor:
 
 def batch_size_estimate(batch: FittedBatch, slope: float, config: CodecConfig) -> float:
     """Estimated bytes of a batch's blobs at ``slope`` (ideal code lengths; the coder adds a few bytes)."""
-    bits = sum(estimated_bits(q) for q in batch.integers(batch_steps(batch, slope)))
-    return float(bits.sum()) / 8 + len(batch.tiles) * (laplace_fixed_bytes(config) + 4)
+    return float(batch.bytes_at(batch_steps(batch, slope), config).sum())
 
 
 def pack_batch(batch: FittedBatch, slope: float, config: CodecConfig) -> list[np.ndarray]:
@@ -224,11 +250,16 @@ def fit_batches(image: ImageSource, grid: TileGrid, config: CodecConfig, device:
 def finish_batch(batch: FittedBatch, targets: list[TileTarget], config: CodecConfig, device: str,
                  progress: Callable[[int, int, float], None] | None = None,
                  pool_type: type = _PixelPool) -> list[np.ndarray]:
-    """Quantization-aware fine-tuning of a batch at the config's slope, then its packed blobs."""
+    """Quantization-aware fine-tuning of a batch at the config's slope, then its packed blobs.
+
+    If the config prunes units, each tile first chooses how many to keep (:mod:`loe_codec.pruning`);
+    the units stay chosen (a later re-solved slope only changes the steps)."""
     steps = batch_steps(batch, config.quant.slope)
+    if config.quant.prunes_units and batch.units is None:
+        batch.units = choose_units(batch, steps, config, targets, device, None, pool_type)
     if config.quant.qat_steps > 0:
         batch.model = finetune_quantized(batch.model, steps, config.fit, config.quant, targets, device, progress,
-                                         pool_type, batch.offsets)
+                                         pool_type, batch.offsets, batch.units)
     return [batch.pack(k, steps[k], config) for k in range(len(batch.tiles))]
 
 
@@ -287,7 +318,9 @@ def retune(tuned: list[FittedBatch], blobs: list[np.ndarray], target: RateTarget
     """After fine-tuning ``tuned`` at the config's slope for a rate target: the blobs and config to keep.
 
     ``psnr``: fine-tuning gained quality the estimate did not count; spend it on the coarsest slope
-    (>= the config's) whose quality, measured on the fine-tuned networks, still meets the target.
+    (>= the config's) whose quality, measured on the fine-tuned networks, still meets the target. If
+    the fine-tuned networks fall short (tiles that dropped units may), the finest slope (<= the
+    config's) that reaches the target, or just below the networks' ceiling.
     ``bpp``: fine-tuning moved the weights (and their distance from the reference), so the size
     moved too; if it left ``budget`` bytes by more than :data:`BPP_RETUNE_TOLERANCE`, re-solve
     the slope on the exact sizes of the fine-tuned networks.
@@ -298,8 +331,13 @@ def retune(tuned: list[FittedBatch], blobs: list[np.ndarray], target: RateTarget
     if target.psnr is not None:
         def quality(s: float) -> float:
             return estimated_psnr(tuned, s, psnr_of)
-        new = solve_slope(quality, min(target.psnr, quality(slope)), low=slope, iterations=20)
-        if new <= slope:
+        current = quality(slope)
+        if current >= target.psnr:
+            new = solve_slope(quality, target.psnr, low=slope, iterations=20)
+        else:  # e.g. tiles that dropped units lost more than the estimate before fine-tuning knew
+            goal = min(target.psnr, quality(SLOPE_RANGE[0]) - CEILING_MARGIN_DB)
+            new = solve_slope(quality, goal, high=slope, iterations=20) if goal > current else slope
+        if new == slope:
             return blobs, config
     else:
         if abs(sum(b.size for b in blobs) - budget) <= BPP_RETUNE_TOLERANCE * budget:

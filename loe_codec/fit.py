@@ -92,10 +92,12 @@ def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarg
 def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig, quant_cfg: QuantConfig,
                        targets: list, device: str | torch.device = "cpu",
                        progress: ProgressFn | None = None, pool_type: type = _PixelPool,
-                       offsets: list[torch.Tensor] | None = None) -> TiledLoE:
+                       offsets: list[torch.Tensor] | None = None,
+                       units: list[torch.Tensor] | None = None) -> TiledLoE:
     """Quantization-aware fine-tuning: ``quant_cfg.qat_steps`` more steps with the weights rounded to
     ``steps`` ``[T, layers]`` (on grids shifted by ``offsets``, per layer shaped like its weights)
-    in the forward pass (straight-through gradients).
+    in the forward pass (straight-through gradients), the units not in ``units`` (bool ``[T, width]``
+    per hidden layer; None: all) dropped.
 
     The learning rate decays from ``qat_learning_rate`` like the fit's does. Returns the model with
     quantization turned off again (its float weights now sit where rounding costs little).
@@ -103,7 +105,7 @@ def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig,
     """
     qat = dataclasses.replace(fit_cfg, steps=quant_cfg.qat_steps, learning_rate=quant_cfg.qat_learning_rate,
                               warmup_steps=0)
-    model.quantize_in_loop(steps, offsets)
+    model.quantize_in_loop(steps, offsets, units)
     try:
         return train(model, qat, targets, torch.device(device), targets[0].seed + 1, progress, pool_type)
     finally:
@@ -117,7 +119,7 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
     the CPU."""
     model = model.to(device)
     if model.quant_steps is not None:
-        model.quantize_in_loop(model.quant_steps, model.quant_offsets)  # follow the model to the device
+        model.quantize_in_loop(model.quant_steps, model.quant_offsets, model.quant_units)  # follow the model to the device
     pool = pool_type(targets, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)

@@ -88,13 +88,20 @@ def layer_sensitivity(model: TiledLoE, probe: Probe) -> torch.Tensor:
     return out.float()
 
 
-def estimated_bits(ints: torch.Tensor) -> torch.Tensor:
+def estimated_bits(ints: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Bits ``[T]`` an ideal coder spends on integer weights ``[T, ...]`` under each tile's fitted
-    discrete Laplace (the closed form of :meth:`~loe_codec.entropy.LaplaceModel.ideal_bits`)."""
-    mean_abs = ints.abs().flatten(1).double().mean(dim=1)
+    discrete Laplace (the closed form of :meth:`~loe_codec.entropy.LaplaceModel.ideal_bits`), counting
+    only the weights ``keep`` (bool, broadcastable to ``ints``; None: all) marks as stored."""
+    if keep is None:
+        count = torch.full((ints.shape[0],), float(ints[0].numel()), dtype=torch.float64)
+        total_abs = ints.abs().flatten(1).double().sum(dim=1)
+    else:
+        keep = keep.expand_as(ints)
+        count = keep.flatten(1).double().sum(dim=1)
+        total_abs = (ints.abs() * keep).flatten(1).double().sum(dim=1)
+    mean_abs = total_abs / count.clamp_min(1)
     r = torch.where(mean_abs > 0, (torch.sqrt(1 + mean_abs**2) - 1) / mean_abs.clamp_min(1e-12),
                     torch.zeros_like(mean_abs)).clamp(1 / 65536, 1 - 1 / 65536)
-    count = ints[0].numel()
     bits = -count * torch.log2((1 - r) / (1 + r)) - count * mean_abs * torch.log2(r)
     return torch.where(mean_abs > 0, bits, torch.zeros_like(bits))
 

@@ -1,17 +1,22 @@
 """The bytes of one tile network: packing and unpacking for each quantization scheme.
 
-``laplace`` (formats 2 and 3), little-endian, back to back:
+``laplace`` (formats 2 to 4), little-endian, back to back:
 
-* per layer: the step (float16), with a reference (format 3) the gain of the
-  reference (float16), the Laplace ``ratio_code`` (uint16) and the largest
+* per layer: the step (float16), with a reference (formats 3 and 4) the gain of
+  the reference (float16), the Laplace ``ratio_code`` (uint16) and the largest
   magnitude (uint16): 6 bytes a layer (8 with a reference);
-* per layer: the bias ``[out]`` (``quant.bias_dtype``);
-* the range-coded integers of every layer's weights ``[banks, in, out]`` (C
-  order, layer after layer) as uint32 words, to the end of the blob.
+* if the config prunes units (``quant.unit_ladder``, format 4): per hidden layer
+  the mask of its kept units, ``ceil(width / 8)`` bytes, bit ``j % 8`` of byte
+  ``j // 8`` for unit ``j``;
+* per layer: the bias of every kept output ``[out]`` (``quant.bias_dtype``);
+* the range-coded integers of every layer's kept weights ``[banks, in, out]``
+  (rows of kept inputs, columns of kept outputs; C order, layer after layer) as
+  uint32 words, to the end of the blob.
 
-A layer's weights are ``gain * reference + step * integers`` where ``reference``
-is the tile's seeded initialisation (:mod:`loe_codec.reference`), or
-``step * integers`` without a reference.
+A layer's kept weights are ``gain * reference + step * integers`` where
+``reference`` is the tile's seeded initialisation (:mod:`loe_codec.reference`),
+or ``step * integers`` without a reference; the weights and biases of dropped
+units are zero.
 
 ``int8`` (format 1, read only): per layer the int8 weights ``[banks, in, out]``,
 float16 scales ``[banks, out]`` and the bias, a fixed size per config.
@@ -40,6 +45,23 @@ def weight_shapes(config: CodecConfig) -> list[tuple[int, int, int]]:
     return [(nb, i, o) for (i, o), nb in zip(config.model.layer_shapes(), config.model.bank_counts())]
 
 
+Units = list[np.ndarray]
+"""Kept units of one tile: bool ``[width]`` per hidden layer (see :mod:`loe_codec.model.units`)."""
+
+
+def _kept_indices(config: CodecConfig, units: Units | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(kept inputs, kept outputs)`` index arrays of every layer."""
+    shapes = config.model.layer_shapes()
+    if units is None:
+        return [(np.arange(i), np.arange(o)) for i, o in shapes]
+    hidden = [np.flatnonzero(u) for u in units]
+    return list(zip([np.arange(shapes[0][0])] + hidden, hidden + [np.arange(shapes[-1][1])]))
+
+
+def _mask_bytes(config: CodecConfig) -> int:
+    return (config.model.layers - 1) * ((config.model.width + 7) // 8) if config.quant.prunes_units else 0
+
+
 def _bias_dtype(config: CodecConfig) -> np.dtype:
     return np.dtype(config.quant.bias_dtype).newbyteorder("<")
 
@@ -49,15 +71,23 @@ def _layer_params(config: CodecConfig) -> np.dtype:
 
 
 def pack_laplace(config: CodecConfig, ints: list[np.ndarray], steps: list[float],
-                 biases: list[torch.Tensor], gains: list[float] | None = None) -> np.ndarray:
+                 biases: list[torch.Tensor], gains: list[float] | None = None,
+                 units: Units | None = None) -> np.ndarray:
     """Serialise one tile: integer weights ``[banks, in, out]`` (int32) per layer, their float16-exact
     steps, the float16-exact gains of the reference (one per layer; needed iff the config names a
-    reference) and the float biases. Returns ``uint8 [n]``."""
+    reference), the float biases and the kept units (needed iff the config prunes units; only the
+    kept units' weights and biases are stored). Returns ``uint8 [n]``."""
     shapes = weight_shapes(config)
     if [tuple(a.shape) for a in ints] != shapes or len(steps) != len(shapes) or len(biases) != len(shapes):
         raise ValueError("one integer tensor of the configured shape, one step and one bias per layer are needed")
     if (gains is None) != (config.quant.reference == "none") or (gains is not None and len(gains) != len(shapes)):
         raise ValueError("one gain per layer is needed with a reference, none without")
+    if (units is None) == config.quant.prunes_units or (
+            units is not None and [np.shape(u) for u in units] != [(config.model.width,)] * (len(shapes) - 1)):
+        raise ValueError("a bool [width] mask per hidden layer is needed iff the config prunes units")
+    kept = _kept_indices(config, units)
+    ints = [a[:, i][:, :, o] for a, (i, o) in zip(ints, kept)]
+    biases = [b.detach()[torch.from_numpy(o)] for b, (_, o) in zip(biases, kept)]
     models = [entropy.model_for(a) for a in ints]
     params = np.zeros(len(shapes), dtype=_layer_params(config))
     params["step"] = np.asarray(steps, dtype=np.float16)
@@ -65,26 +95,60 @@ def pack_laplace(config: CodecConfig, ints: list[np.ndarray], steps: list[float]
         params["gain"] = np.asarray(gains, dtype=np.float16)
     params["ratio"] = [m.ratio_code for m in models]
     params["magnitude"] = [m.magnitude for m in models]
-    bias_bytes = b"".join(np.ascontiguousarray(b.detach().numpy(), dtype=_bias_dtype(config)).tobytes()
-                          for b in biases)
+    masks = b"".join(np.packbits(np.asarray(u, dtype=bool), bitorder="little").tobytes() for u in units or [])
+    bias_bytes = b"".join(np.ascontiguousarray(b.numpy(), dtype=_bias_dtype(config)).tobytes() for b in biases)
     words = entropy.encode(ints, models).astype("<u4")
-    return np.frombuffer(params.tobytes() + bias_bytes + words.tobytes(), dtype=np.uint8)
+    return np.frombuffer(params.tobytes() + masks + bias_bytes + words.tobytes(), dtype=np.uint8)
 
 
-def laplace_fixed_bytes(config: CodecConfig) -> int:
-    """Bytes of a ``laplace`` blob before its coded words (layer parameters and biases)."""
-    biases = sum(o for _, o in config.model.layer_shapes())
-    return _layer_params(config).itemsize * config.model.layers + _bias_dtype(config).itemsize * biases
+def laplace_fixed_bytes(config: CodecConfig, kept_biases: int | None = None) -> int:
+    """Bytes of a ``laplace`` blob before its coded words (layer parameters, unit masks and biases);
+    ``kept_biases``: the biases a tile that drops units stores (default: all)."""
+    biases = sum(o for _, o in config.model.layer_shapes()) if kept_biases is None else kept_biases
+    return (_layer_params(config).itemsize * config.model.layers + _mask_bytes(config)
+            + _bias_dtype(config).itemsize * biases)
+
+
+def units_prefix_bytes(config: CodecConfig) -> int:
+    """Bytes at the start of a ``laplace`` blob that hold its unit masks (and what precedes them)."""
+    return _layer_params(config).itemsize * config.model.layers + _mask_bytes(config)
+
+
+def stored_units(config: CodecConfig, prefix: np.ndarray) -> Units | None:
+    """The kept units of a tile from the first :func:`units_prefix_bytes` of its blob (None if the
+    config does not prune units: every unit is kept)."""
+    if prefix.size < units_prefix_bytes(config):
+        raise FormatError("a tile is too short to hold its unit masks")
+    return _read_units(config, prefix.tobytes(), _layer_params(config).itemsize * config.model.layers)
+
+
+def _read_units(config: CodecConfig, raw: bytes, offset: int) -> Units | None:
+    """The unit masks stored at ``offset`` (None if the config does not prune units)."""
+    if not config.quant.prunes_units:
+        return None
+    width, per_layer = config.model.width, (config.model.width + 7) // 8
+    units = []
+    for layer in range(config.model.layers - 1):
+        bits = np.unpackbits(np.frombuffer(raw, np.uint8, per_layer, offset + layer * per_layer), bitorder="little")
+        if bits[width:].any():
+            raise FormatError("a tile's unit mask marks units beyond the network's width")
+        units.append(bits[:width].astype(bool))
+    return units
 
 
 def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TileParameters:
     """Dequantized weights and biases of a ``laplace`` blob of the tile seeded ``seed`` (the seed
     regenerates the reference, if the config names one); :class:`FormatError` if it is malformed."""
     shapes = weight_shapes(config)
-    fixed = laplace_fixed_bytes(config)
+    raw = blob.tobytes()
+    layer_bytes = _layer_params(config).itemsize * len(shapes)
+    if blob.size < layer_bytes + _mask_bytes(config):
+        raise FormatError(f"a tile of {blob.size} bytes does not fit the layout of its config")
+    units = _read_units(config, raw, layer_bytes)
+    kept = _kept_indices(config, units)
+    fixed = laplace_fixed_bytes(config, sum(o.size for _, o in kept))
     if blob.size < fixed or (blob.size - fixed) % 4:
         raise FormatError(f"a tile of {blob.size} bytes does not fit the layout of its config")
-    raw = blob.tobytes()
     params = np.frombuffer(raw, dtype=_layer_params(config), count=len(shapes))
     steps = params["step"].astype(np.float32)
     if not (np.isfinite(steps).all() and (steps > 0).all()):
@@ -95,15 +159,16 @@ def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TilePara
     if (params["magnitude"] > entropy.MAX_MAGNITUDE).any() or (params["ratio"] == 0).any():
         raise FormatError("a tile holds an invalid entropy model")
     models = [entropy.LaplaceModel(int(r), int(m)) for r, m in zip(params["ratio"], params["magnitude"])]
-    offset = params.nbytes
+    offset = params.nbytes + _mask_bytes(config)
     biases = []
-    for _, o in config.model.layer_shapes():
-        b = np.frombuffer(raw, dtype=_bias_dtype(config), count=o, offset=offset)
-        offset += b.nbytes
-        biases.append(torch.from_numpy(b.astype(np.float32)))
+    for (_, o), (_, out) in zip(config.model.layer_shapes(), kept):
+        b = np.zeros(o, dtype=np.float32)
+        b[out] = np.frombuffer(raw, dtype=_bias_dtype(config), count=out.size, offset=offset)
+        offset += out.size * _bias_dtype(config).itemsize
+        biases.append(torch.from_numpy(b))
     words = np.frombuffer(raw, dtype="<u4", offset=offset).astype(np.uint32)
     try:
-        ints = entropy.decode(words, shapes, models)
+        ints = entropy.decode(words, [(nb, i.size, o.size) for (nb, _, _), (i, o) in zip(shapes, kept)], models)
     except BaseException as exc:  # constriction reports exhausted or invalid data as a plain exception
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -111,10 +176,22 @@ def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TilePara
     offsets: list[torch.Tensor | None] = [None] * len(shapes)
     if gains is not None:
         offsets = [torch.tensor(float(g)) * ref for g, ref in zip(gains, reference_weights(config.model, seed))]
-    weights = [dequantize_steps(torch.from_numpy(a), torch.tensor(float(s)), offset)
-               for a, s, offset in zip(ints, steps, offsets)]
+    weights = [_kept_weights(torch.from_numpy(a), float(s), offset, shape, rows, cols)
+               for a, s, offset, shape, (rows, cols) in zip(ints, steps, offsets, shapes, kept)]
     _check_finite(weights, biases)
     return weights, biases
+
+
+def _kept_weights(ints: torch.Tensor, step: float, offset: torch.Tensor | None, shape: tuple[int, int, int],
+                  rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """Full ``[banks, in, out]`` weights of a layer from the integers of its kept ``rows`` x ``cols``
+    block (``offset``: the whole layer's); zero outside the block."""
+    if ints.shape == shape:
+        return dequantize_steps(ints, torch.tensor(step), offset)
+    r, c = torch.from_numpy(rows).view(-1, 1), torch.from_numpy(cols).view(1, -1)
+    full = torch.zeros(shape)
+    full[:, r, c] = dequantize_steps(ints, torch.tensor(step), None if offset is None else offset[:, r, c])
+    return full
 
 
 def int8_layout(config: CodecConfig) -> list[tuple[str, np.dtype, tuple[int, ...]]]:

@@ -1,6 +1,7 @@
 """The `.loe` container for video: one safetensors file of kind ``"video"``.
 
-Layout (video format version 2; version 1, read only, has no weight references: see
+Layout (video format version 3; version 2, read only, has no unit masks: its blocks keep
+every hidden unit; version 1, read only, has no weight references either: see
 :mod:`loe_codec.reference`):
 
 * ``__metadata__["loe"]``: a JSON header: ``format`` ("loe-codec"), ``kind``
@@ -39,8 +40,9 @@ from .errors import FormatError
 from .files import atomic_output
 from .video_tiling import SpaceTimeGrid
 
-VIDEO_FORMAT_VERSION = 2
+VIDEO_FORMAT_VERSION = 3
 FIRST_REFERENCE_VERSION = 2  # video blocks code weights against a reference from here on
+FIRST_UNITS_VERSION = 3  # video blocks may drop hidden units (QuantConfig.unit_ladder) from here on
 MAX_FRAMES = 1 << 24
 
 
@@ -128,7 +130,8 @@ class VideoHeader:
             num, den = (int(v) for v in s["fps"])
             source = VideoInfo(int(s["width"]), int(s["height"]), int(s["frames"]), num, den,
                                int(s["channels"]), int(s["bit_depth"]), str(s.get("audio", "none")))
-            config = config_from_header(d["config"], version >= FIRST_REFERENCE_VERSION)
+            config = config_from_header(d["config"], version >= FIRST_REFERENCE_VERSION,
+                                        version >= FIRST_UNITS_VERSION)
             time = TimeConfig(**d["time"])
             crcs = [int(c) for c in d["block_crc32"]]
             blocks = dict(d["blocks"])

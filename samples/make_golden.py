@@ -1,17 +1,17 @@
-"""Regenerate the format-3 golden `.loe` file the test suite decodes (tests/test_golden.py).
+"""Regenerate the format-4 golden `.loe` file the test suite decodes (tests/test_golden.py).
 
     python samples/make_golden.py
 
 Encodes a 32x24 crop of ``kodim23.png`` with a tiny explicit config on the CPU and writes
 
-* ``golden/tiny.loe``: the encoded file (format 3; committed; the test decodes *this* file),
+* ``golden/tiny.loe``: the encoded file (format 4; committed; the test decodes *this* file),
 * ``golden/tiny.loe.sha256``: SHA-256 of that file's bytes (the test checks the committed file is unchanged),
 * ``golden/tiny.sha256``: SHA-256 of its full scale-1 decode (raw bytes of the uint8 HxWxC array),
 * ``golden/tiny_decoded.png``: that decode as an image (only to show what differs when the hash breaks),
 * ``golden/README.md``: how the files were made.
 
-The format-1 and format-2 golden sets (``golden/tiny_v1.*``, ``golden/tiny_v2.*``) were made by
-earlier versions, which wrote those formats; this version only reads them, so those files are frozen:
+The format-1, -2 and -3 golden sets (``golden/tiny_v1.*``, ``golden/tiny_v2.*``, ``golden/tiny_v3.*``)
+were made by earlier versions, which wrote those formats; this version only reads them, so those files are frozen:
 this script never touches them (it only copies their description into the README).
 
 Only regenerate on purpose, after a deliberate change to the format or the decoder: the point of
@@ -44,12 +44,23 @@ CONFIG = CodecConfig(
     model=ModelConfig(width=8, banks=(1, 2, 2, 1), pe_frequencies=3),
     fit=FitConfig(steps=30, samples_per_tile=256, learning_rate=2e-2, warmup_steps=5, seed=0),
     # Laplace-coded weights at a slope that leaves most weights non-zero (every layer's coded stream is
-    # exercised), with a few steps of quantization-aware fine-tuning.
-    quant=QuantConfig(scheme="laplace", slope=1e-3, qat_steps=10, qat_learning_rate=2e-3),
+    # exercised) and where two of the four tiles drop half their units (unit masks are exercised), with a
+    # few steps of quantization-aware fine-tuning.
+    quant=QuantConfig(scheme="laplace", slope=5e-3, qat_steps=10, qat_learning_rate=2e-3, unit_ladder=(1.0, 0.5)),
     tile=TileConfig(size=16, margin=2),
     preset="golden",
 )
 OUT = HERE / "golden"
+
+V3_README = """## Format 3 (`tiny_v3.*`, frozen)
+
+`tiny_v3.loe` is the golden file of format 3 (laplace-coded weights against the seeded reference, every
+tile keeping all its units). It was made by loe-codec 0.1.0 (before unit masks) with the same crop and
+config as above less the unit ladder (30 steps, slope 0.001, 10 quantization-aware steps, torch
+2.13.0+cpu, Python 3.11.7, x86_64; 2580 bytes, 4 tiles, PSNR 16.78 dB). This version only reads format
+3: `tiny_v3.loe.sha256` is the SHA-256 of the file, `tiny_v3.sha256` of its decode, `tiny_v3_decoded.png`
+that decode as an image.
+"""
 
 V2_README = """## Format 2 (`tiny_v2.*`, frozen)
 
@@ -96,6 +107,8 @@ def main() -> None:
     with loe_codec.open(loe) as img:
         version = img.header.version
         slope = img.config.quant.slope
+        # units of a tile that have incoming weights (a dropped unit's are all zero)
+        kept = [int((img._reader.read_tile(k)[0][0].abs().sum(dim=(0, 1)) > 0).sum()) for k in range(result.tiles)]
     (OUT / "tiny.loe.sha256").write_text(f"{file_digest}\n")
     (OUT / "tiny.sha256").write_text(f"{digest}\n")
     pyvips.Image.new_from_memory(pixels.tobytes(), w, h, c, "uchar").write_to_file(str(OUT / "tiny_decoded.png"))
@@ -119,14 +132,16 @@ Made by `python samples/make_golden.py` (run from the repository root or anywher
   learning rate {CONFIG.fit.learning_rate}, {CONFIG.fit.samples_per_tile} samples per tile,
   tile {CONFIG.tile.size}, margin {CONFIG.tile.margin}, seed {CONFIG.fit.seed}; {CONFIG.quant.scheme} weights at
   slope {slope}, {CONFIG.quant.qat_steps} quantization-aware steps at learning rate
-  {CONFIG.quant.qat_learning_rate}, {CONFIG.quant.bias_dtype} biases; device cpu, one torch thread
+  {CONFIG.quant.qat_learning_rate}, {CONFIG.quant.bias_dtype} biases, unit ladder {CONFIG.quant.unit_ladder}
+  (kept units per tile: {kept}); device cpu, one torch thread
 * encoded: {result.bytes} bytes, {result.tiles} tiles, PSNR {result.psnr:.2f} dB (quality is irrelevant here)
 * made with loe-codec {loe_codec.__version__}, torch {torch.__version__}, Python {platform.python_version()},
   {platform.machine()}
 
+{V3_README}
 {V2_README}
 {V1_README}
-`tiny_decoded.png` / `tiny_v2_decoded.png` / `tiny_v1_decoded.png` are used only to report how many pixels differ when a
+`tiny_decoded.png` / `tiny_v3_decoded.png` / `tiny_v2_decoded.png` / `tiny_v1_decoded.png` are used only to report how many pixels differ when a
 hash does not match. Regenerate the format-{version} files only after a deliberate change to the format
 or the decoder, and say so in the commit.
 """)

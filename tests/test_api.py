@@ -246,10 +246,10 @@ def test_bpp_target_outside_its_range_is_refused(crop_png, tmp_path, bpp):
     assert not out.exists()
 
 
-def test_info_of_a_format_3_file(encoded):
+def test_info_of_a_format_4_file(encoded):
     path, _, _ = encoded
     data = loe_codec.info(path)
-    assert data["format_version"] == 3 and data["quantization"]["scheme"] == "laplace"
+    assert data["format_version"] == 4 and data["quantization"]["scheme"] == "laplace"
     assert data["quantization"]["reference"] == "seeded-uniform-1"
     with loe_codec.open(path) as img:
         assert data["payload_bytes"] == sum(img._reader.tile_size(k) for k in range(6))

@@ -1,4 +1,4 @@
-"""The `.loe` container: format 3 (written and read), formats 2 and 1 (read only)."""
+"""The `.loe` container: format 4 (written and read), formats 3, 2 and 1 (read only)."""
 
 import dataclasses
 import json
@@ -90,7 +90,7 @@ def _expected_weights(ints, steps, gains=None, config=CONFIG, index=0):
     return [torch.tensor(g) * r + c for g, r, c in zip(gains, refs, coded)]
 
 
-# --- format 3 round trip -------------------------------------------------------------------------------
+# --- format 4 round trip -------------------------------------------------------------------------------
 
 def test_write_read_round_trip(tmp_path):
     path = tmp_path / "x.loe"
@@ -99,7 +99,7 @@ def test_write_read_round_trip(tmp_path):
     with CodecReader(path) as reader:
         h = reader.header
         assert (h.source.width, h.source.height, h.source.channels) == (WIDTH, HEIGHT, 3)
-        assert h.config == CONFIG and h.version == FORMAT_VERSION == 3 and h.encoder == "tests"
+        assert h.config == CONFIG and h.version == FORMAT_VERSION == 4 and h.encoder == "tests"
         assert h.config.quant.scheme == "laplace"
         assert h.stats == {"psnr": 30.0}
         assert h.tile_crc32 == [zlib.crc32(b.tobytes()) for b in blobs]
@@ -111,7 +111,7 @@ def test_write_read_round_trip(tmp_path):
             for b, q in zip(biases, qb):
                 assert b.dtype == torch.float32 and torch.equal(b, q.float())
     meta = loe_header(path)
-    assert meta["format"] == "loe-codec" and meta["version"] == 3
+    assert meta["format"] == "loe-codec" and meta["version"] == 4
     assert meta["tiles"] == {"cols": 3, "rows": 2, "count": 6}
 
 
@@ -158,7 +158,7 @@ def test_config_survives_the_header():
                       tile=TileConfig(size=9, margin=3), preset="fast")
     header = _header(cfg, 30, 10)
     back = Header.from_json(header.to_json())
-    assert back.config == cfg and back.source == header.source and back.version == 3
+    assert back.config == cfg and back.source == header.source and back.version == 4
     assert "tile_crc32" not in json.loads(header.to_json())  # formats 2 and 3 keep them in a tensor
 
 
@@ -176,7 +176,7 @@ def test_write_is_atomic_and_refuses_wrong_blobs(tmp_path):
     for bad in bad_lists:
         with pytest.raises(ValueError):
             write_codec(path, header, bad)
-    for version in (1, 2, 4):
+    for version in (1, 2, 3, 5):
         with pytest.raises(ValueError):
             write_codec(path, _header(version=version), blobs)
     assert list(tmp_path.iterdir()) == []
@@ -254,7 +254,7 @@ def test_wrong_tensor_tables_are_rejected(loe_file, tmp_path, case):
         "crc_missing": dict(tile_crc32=None),
         "extra_tensor": {"tile.0": tiles[:10]},
     }[case]
-    words = ("format-3",) if case.endswith(("missing", "extra_tensor")) else ("tile tables",)
+    words = ("format-4",) if case.endswith(("missing", "extra_tensor")) else ("tile tables",)
     _assert_format_error(_tamper(loe_file, tmp_path, **replace), *words)
 
 
@@ -374,9 +374,9 @@ def test_flipped_byte_in_a_tile_is_caught_by_the_crc(loe_file, tile, where):
 
 
 def test_newer_format_version_asks_for_an_upgrade(loe_file, tmp_path):
-    bad = rewrite_loe_header(loe_file, tmp_path / "v4.loe", lambda h: h.update(version=4))
+    bad = rewrite_loe_header(loe_file, tmp_path / "v5.loe", lambda h: h.update(version=5))
     message = _assert_format_error(bad, "version", "newer", "upgrade")
-    assert "3" in message
+    assert "4" in message
     bad = rewrite_loe_header(loe_file, tmp_path / "v9.loe", lambda h: h.update(version=9))
     _assert_format_error(bad, "newer", "upgrade")
 

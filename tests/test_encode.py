@@ -87,11 +87,11 @@ def test_tiles_per_batch_does_not_change_the_tile_count(crop_png, tmp_path, fast
         assert img.decode(device="cpu").shape == (28, 40, 3)
 
 
-def test_encoded_file_is_format_3_with_referenced_laplace_tiles(crop_png, tmp_path, fast_config):
+def test_encoded_file_is_format_4_with_referenced_laplace_tiles(crop_png, tmp_path, fast_config):
     out = tmp_path / "x.loe"
     result = loe_codec.encode(crop_png, out, config=fast_config, device="cpu", measure_psnr=False)
     header = loe_header(out)
-    assert header["version"] == 3 and "tile_crc32" not in header
+    assert header["version"] == 4 and "tile_crc32" not in header
     assert header["config"]["quant"]["scheme"] == "laplace"
     assert header["config"]["quant"]["reference"] == "seeded-uniform-1"
     assert header["config"]["quant"]["slope"] == fast_config.quant.slope
@@ -141,3 +141,21 @@ def test_quantization_aware_finetuning_in_the_encoder(crop_png, tmp_path, fast_c
     quant = [(d, t) for s, d, t in stages if s == "quantize"]
     assert quant[-1][0] == quant[-1][1] == 6 * 4
     assert all(a[0] <= b[0] for a, b in zip(quant, quant[1:]))
+
+
+def test_tiles_drop_units_when_bits_are_dear_and_the_file_says_what_it_decodes(crop_png, tmp_path, fast_config):
+    """A unit ladder at a coarse slope: some tiles keep fewer units (their dropped units' weights decode
+    as zero), the file is smaller than without the ladder, and the PSNR it records is its decode's."""
+    quant = dataclasses.replace(fast_config.quant, slope=3e-3, qat_steps=8)
+    plain = dataclasses.replace(fast_config, quant=quant)
+    laddered = dataclasses.replace(fast_config, quant=dataclasses.replace(quant, unit_ladder=(1.0, 0.5, 0.25)))
+    results = {name: loe_codec.encode(crop_png, tmp_path / f"{name}.loe", config=cfg, device="cpu")
+               for name, cfg in (("plain", plain), ("laddered", laddered))}
+    assert results["laddered"].bytes < results["plain"].bytes
+    with CodecReader(tmp_path / "laddered.loe") as reader:
+        assert reader.config.quant.unit_ladder == (1.0, 0.5, 0.25)
+        first_layers = [reader.read_tile(k)[0][0] for k in range(results["laddered"].tiles)]
+    kept = [int((w.abs().sum(dim=(0, 1)) > 0).sum()) for w in first_layers]  # units with incoming weights
+    assert min(kept) < fast_config.model.width and set(kept) <= {16, 8, 4}
+    with loe_codec.open(tmp_path / "laddered.loe") as img:
+        assert img.evaluate(crop_png, device="cpu")["psnr"] == pytest.approx(results["laddered"].psnr, abs=1e-6)

@@ -199,3 +199,59 @@ def test_non_finite_gain_is_a_format_error():
     bad = _patched(blob, 8 + 2, _f16(float("inf")))  # layer 1's gain: 8 bytes a layer, gain after the step
     with pytest.raises(FormatError, match="gain"):
         unpack_laplace(REF_CONFIG, bad, 0)
+
+
+# --- format 4: tiles that drop hidden units ---------------------------------------------------------------
+
+UNITS_CONFIG = dataclasses.replace(CONFIG, quant=QuantConfig(unit_ladder=(1.0, 0.5)))  # with a reference
+
+
+def _units(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.random(UNITS_CONFIG.model.width) < 0.6 for _ in range(LAYERS - 1)]
+
+
+def test_dropped_units_store_only_kept_weights_and_decode_to_zeros():
+    ints, steps, biases = _tile(UNITS_CONFIG, seed=3)
+    gains = [0.5, 1.0, -0.25, 0.75]
+    units = _units(1)
+    units[0][:] = True  # a layer may keep all
+    units[1][:] = False
+    units[1][3] = True  # or a single unit
+    blob = pack_laplace(UNITS_CONFIG, ints, steps, biases, gains, units)
+    full = pack_laplace(UNITS_CONFIG, ints, steps, biases, gains, [np.ones(8, bool)] * (LAYERS - 1))
+    assert blob.size < full.size
+    kept_biases = sum(int(u.sum()) for u in units) + 3
+    assert laplace_fixed_bytes(UNITS_CONFIG, kept_biases) == 8 * LAYERS + (LAYERS - 1) * 1 + 2 * kept_biases
+    refs = reference_weights(UNITS_CONFIG.model, tile_seed(UNITS_CONFIG.fit.seed, 2))
+    weights, back = unpack_tile(UNITS_CONFIG, blob, 2)
+    ins = [np.ones(weight_shapes(UNITS_CONFIG)[0][1], bool)] + units
+    outs = units + [np.ones(3, bool)]
+    for w, a, s, g, r, i, o in zip(weights, ints, steps, gains, refs, ins, outs):
+        expected = torch.tensor(g) * r + torch.from_numpy(a).float() * torch.tensor(s)
+        keep = torch.from_numpy(i[:, None] & o[None, :])
+        assert torch.equal(w, torch.where(keep, expected, torch.zeros(()))), "kept weights exact, dropped ones zero"
+    for b, q, o in zip(back, biases, outs):
+        assert torch.equal(b, torch.where(torch.from_numpy(o), q.float(), torch.zeros(())))
+
+
+def test_unit_masks_are_required_exactly_when_the_config_prunes():
+    ints, steps, biases = _tile(UNITS_CONFIG)
+    gains = [1.0] * LAYERS
+    with pytest.raises(ValueError, match="mask"):
+        pack_laplace(UNITS_CONFIG, ints, steps, biases, gains)
+    with pytest.raises(ValueError, match="mask"):
+        pack_laplace(REF_CONFIG, ints, steps, biases, gains, _units())
+    with pytest.raises(ValueError, match="mask"):
+        pack_laplace(UNITS_CONFIG, ints, steps, biases, gains, _units()[:-1])
+
+
+def test_a_unit_mask_beyond_the_width_is_a_format_error():
+    cfg = dataclasses.replace(UNITS_CONFIG, model=dataclasses.replace(UNITS_CONFIG.model, width=6))
+    ints, steps, biases = _tile(cfg)
+    units = [np.ones(6, bool)] * (LAYERS - 1)
+    blob = pack_laplace(cfg, ints, steps, biases, [1.0] * LAYERS, units)
+    unpack_laplace(cfg, blob, 0)
+    bad = _patched(blob, 8 * LAYERS, np.array([0xFF], np.uint8).tobytes())  # first mask: bits 6 and 7 set
+    with pytest.raises(FormatError, match="unit mask"):
+        unpack_laplace(cfg, bad, 0)

@@ -11,6 +11,7 @@ from .cells import grid_forward
 from .encoding import positional_encoding
 from .grouped import ChunkLayout, blended_linear, grouped_linear
 from ..quantize import fake_quantize
+from .units import layer_keep
 from ..reference import initial_biases, reference_weights
 
 
@@ -50,17 +51,26 @@ class TiledLoE(nn.Module):
         self.scales = config.scales()
         self.quant_steps: torch.Tensor | None = None
         self.quant_offsets: list[torch.Tensor] | None = None
+        self.quant_units: list[torch.Tensor] | None = None
 
-    def quantize_in_loop(self, steps: torch.Tensor | None, offsets: list[torch.Tensor] | None = None) -> None:
+    def quantize_in_loop(self, steps: torch.Tensor | None, offsets: list[torch.Tensor] | None = None,
+                         units: list[torch.Tensor] | None = None) -> None:
         """Evaluate with weights rounded to ``steps`` ``[T, layers]`` (straight-through gradients) on grids
-        shifted by ``offsets`` (per layer, shaped like its weights; None: unshifted); ``steps`` None: off."""
+        shifted by ``offsets`` (per layer, shaped like its weights; None: unshifted), the weights of the
+        units not kept in ``units`` (bool ``[T, width]`` per hidden layer, see :mod:`.units`; None: all
+        kept) set to zero; ``steps`` None: off."""
         if steps is not None and tuple(steps.shape) != (self.num_tiles, self.config.layers):
             raise ValueError(f"steps must be [{self.num_tiles}, {self.config.layers}], got {tuple(steps.shape)}")
         if offsets is not None and [tuple(o.shape) for o in offsets] != [tuple(w.shape) for w in self.weights]:
             raise ValueError("offsets must be shaped like the weights, one per layer")
+        if units is not None and [tuple(u.shape) for u in units] != \
+                [(self.num_tiles, self.config.width)] * (self.config.layers - 1):
+            raise ValueError(f"units must be {self.config.layers - 1} bool tensors [{self.num_tiles}, "
+                             f"{self.config.width}]")
         device = self.weights[0].device
         self.quant_steps = None if steps is None else steps.to(device, torch.float32)
         self.quant_offsets = None if steps is None or offsets is None else [o.to(device) for o in offsets]
+        self.quant_units = None if steps is None or units is None else [u.to(device, torch.bool) for u in units]
 
     def weight(self, layer: int) -> torch.Tensor:
         """Weights ``[T, banks, in, out]`` of ``layer`` as the forward pass uses them."""
@@ -68,7 +78,9 @@ class TiledLoE(nn.Module):
         if self.quant_steps is None:
             return w
         offset = None if self.quant_offsets is None else self.quant_offsets[layer]
-        return fake_quantize(w, self.quant_steps[:, layer].view(-1, 1, 1, 1), offset)
+        w = fake_quantize(w, self.quant_steps[:, layer].view(-1, 1, 1, 1), offset)
+        keep = None if self.quant_units is None else layer_keep(self.quant_units, layer)
+        return w if keep is None else w * keep
 
     @classmethod
     def initialised(cls, config: ModelConfig, seeds: list[int]) -> "TiledLoE":
