@@ -23,6 +23,7 @@ from .imageio import ImageSource
 from .metrics import ErrorAccumulator, bits_per_pixel, psnr_from_mse
 from .model import TiledLoE
 from .model.units import drop_units, layer_keep
+from .prefetch import prefetched
 from .quantize import dequantize_steps, quantize_bias, quantize_to_step, step_integers, storable_steps
 from .rate import SLOPE_RANGE, Probe, estimated_bits, layer_sensitivity, solve_slope, steps_for_slope
 from .pruning import choose_units
@@ -216,23 +217,28 @@ def batches_of(grid: TileGrid, config: CodecConfig, ranks: Ranks = SINGLE) -> li
     return [chunk for b, chunk in enumerate(chunks) if ranks.owns(b)]
 
 
+PREFETCH_BATCHES = 1  # batches of pixels read ahead on a background thread while a batch fits
+
+
 def fit_batches(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
                 progress: StageProgressFn | None = None, cache: FitCache | None = None,
-                ranks: Ranks = SINGLE):
+                ranks: Ranks = SINGLE, prefetch: int = PREFETCH_BATCHES):
     """Fit the tiles ``tiles_per_batch`` at a time; yields ``(FittedBatch, targets)`` per batch
     (of this rank's batches: batch ``b`` belongs to rank ``b % ranks.size``).
 
-    With a ``cache``, batches found there are not fitted again, and new fits are stored.
+    With a ``cache``, batches found there are not fitted again, and new fits are stored. The pixels
+    of the next ``prefetch`` batches are read on a background thread while a batch fits (0: none).
     """
     chunks = batches_of(grid, config, ranks)
     starts = list(itertools.accumulate((len(chunk) for chunk in chunks), initial=0))  # tiles before each
     total = float(starts[-1] * config.fit.steps)
-    for chunk, start in zip(chunks, starts):
+    reads = prefetched((tile_targets(image, grid, config, chunk) for chunk in chunks), prefetch)
+    # ``reads`` first: zip then drains it, so its thread has ended when the loop does.
+    for targets, chunk, start in zip(reads, chunks, starts):
         def fit_progress(step: int, steps: int, loss: float, done_before: int = start) -> None:
             if progress is not None:
                 progress("fit", done_before * steps + step * len(chunk), total)
 
-        targets = tile_targets(image, grid, config, chunk)
         key = cache.key(image.path, config, [t.index for t in chunk], device) if cache is not None else ""
         stored = cache.load(key, config) if cache is not None else None
         if stored is not None:
@@ -399,8 +405,8 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     del batches  # rank 0 solved the slope: each rank now needs its own batches only
     config = config.with_overrides(slope=ranks.from_main(slope))
     finished = []
-    for batch in mine:
-        targets = tile_targets(image, grid, config, batch.tiles)
+    reads = prefetched((tile_targets(image, grid, config, batch.tiles) for batch in mine), PREFETCH_BATCHES)
+    for targets, batch in zip(reads, mine):
         finished.append(finish_batch(batch, targets, config, device, qat_progress(done, len(batch.tiles))))
         done += len(batch.tiles)
     # The fine-tuned networks meet on rank 0 too, which may re-solve the slope on them.

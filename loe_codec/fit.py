@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -10,8 +11,11 @@ from typing import Callable
 import torch
 
 from .config import FitConfig, ModelConfig, QuantConfig
-from .errors import CodecRuntimeError
+from .errors import CodecRuntimeError, UsageError
 from .model import TiledLoE
+from .model.tile_major import DISPATCHES
+
+PRECISIONS = ("fp32", "bf16")
 
 ProgressFn = Callable[[int, int, float], None]
 """``progress(step_done, total_steps, current_loss)``."""
@@ -77,8 +81,9 @@ class _PixelPool:
 
 
 def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarget],
-              device: str | torch.device = "cpu", progress: ProgressFn | None = None) -> TiledLoE:
-    """Fit one network per target, all in one batched model.
+              device: str | torch.device = "cpu", progress: ProgressFn | None = None,
+              precision: str = "fp32", dispatch: str = "auto") -> TiledLoE:
+    """Fit one network per target, all in one batched model (``precision``, ``dispatch``: see :func:`train`).
 
     Returns the fitted :class:`TiledLoE` (on the CPU, float32, tile ``k`` = ``targets[k]``).
     """
@@ -86,14 +91,16 @@ def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarg
         raise ValueError("fit_tiles needs at least one tile")
     model = TiledLoE.initialised(model_cfg, [t.seed for t in targets])
     # One sampling stream per batch, seeded by its first tile.
-    return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress)
+    return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress,
+                 precision=precision, dispatch=dispatch)
 
 
 def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig, quant_cfg: QuantConfig,
                        targets: list, device: str | torch.device = "cpu",
                        progress: ProgressFn | None = None, pool_type: type = _PixelPool,
                        offsets: list[torch.Tensor] | None = None,
-                       units: list[torch.Tensor] | None = None) -> TiledLoE:
+                       units: list[torch.Tensor] | None = None, precision: str = "fp32",
+                       dispatch: str = "auto") -> TiledLoE:
     """Quantization-aware fine-tuning: ``quant_cfg.qat_steps`` more steps with the weights rounded to
     ``steps`` ``[T, layers]`` (on grids shifted by ``offsets``, per layer shaped like its weights)
     in the forward pass (straight-through gradients), the units not in ``units`` (bool ``[T, width]``
@@ -101,41 +108,79 @@ def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig,
 
     The learning rate decays from ``qat_learning_rate`` like the fit's does. Returns the model with
     quantization turned off again (its float weights now sit where rounding costs little).
-    ``pool_type`` samples the targets (video blocks bring their own).
+    ``pool_type`` samples the targets (video blocks bring their own); ``precision``, ``dispatch``: see
+    :func:`train`.
     """
     qat = dataclasses.replace(fit_cfg, steps=quant_cfg.qat_steps, learning_rate=quant_cfg.qat_learning_rate,
                               warmup_steps=0)
     model.quantize_in_loop(steps, offsets, units)
     try:
-        return train(model, qat, targets, torch.device(device), targets[0].seed + 1, progress, pool_type)
+        return train(model, qat, targets, torch.device(device), targets[0].seed + 1, progress, pool_type,
+                     precision, dispatch)
     finally:
         model.quantize_in_loop(None)
 
 
+class FitLoop:
+    """The Adam steps of :func:`train`, one :meth:`step` call each.
+
+    A step samples ``samples_per_tile`` pixels of every tile, evaluates the model on them as a
+    tile-major batch and takes one Adam step. On CUDA with the sync-free dispatch a step reads
+    nothing back to the host (its loss stays on the device).
+    """
+
+    def __init__(self, model: TiledLoE, fit_cfg: FitConfig, pool, seed: int, precision: str = "fp32",
+                 dispatch: str = "auto"):
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if dispatch not in DISPATCHES:
+            raise UsageError(f"dispatch must be one of {DISPATCHES}, got {dispatch!r}")
+        self.model, self.fit_cfg, self.pool, self.dispatch = model, fit_cfg, pool, dispatch
+        self.device = model.weights[0].device
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        self.opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)
+        self.bf16 = precision == "bf16"
+
+    def step(self, step: int) -> torch.Tensor:
+        """Adam step number ``step`` (it sets the learning rate); returns the loss before it (a 0-d
+        device tensor: the sum over tiles of their mean squared error)."""
+        cfg = self.fit_cfg
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        tile, coords, target = self.pool.sample(cfg.samples_per_tile, self.gen)
+        # bfloat16 autocast: the products run in bfloat16, the weights and the loss stay float32.
+        with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+            pred = self.model(tile, coords, tile_major=True, dispatch=self.dispatch)
+        err = (pred.float() - target) ** 2
+        # Sum of per-tile means: each tile's gradient is independent of the batch size.
+        loss = err.view(self.model.num_tiles, -1).mean(dim=1).sum()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+
 def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.device, seed: int,
-          progress: ProgressFn | None, pool_type: type = _PixelPool) -> TiledLoE:
+          progress: ProgressFn | None, pool_type: type = _PixelPool, precision: str = "fp32",
+          dispatch: str = "auto") -> TiledLoE:
     """``fit_cfg.steps`` Adam steps on random samples of ``targets`` drawn by ``pool_type(targets, device)``
     (anything with ``sample(per_tile, generator) -> (tile, coords, target)``); the model comes back on
-    the CPU."""
+    the CPU.
+
+    ``precision``: ``fp32``, or ``bf16`` for bfloat16 autocast (meant for CUDA; float32 weights and
+    loss). ``dispatch``: the bank dispatch of :meth:`TiledLoE.forward` (``auto``: today's exact path on
+    the CPU, the sync-free one on CUDA). Both are choices of this run, not of the codec config: the
+    fitted networks differ in rounding only.
+    """
     model = model.to(device)
     if model.quant_steps is not None:
         model.quantize_in_loop(model.quant_steps, model.quant_offsets, model.quant_units)  # follow the model to the device
-    pool = pool_type(targets, device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)
+    loop = FitLoop(model, fit_cfg, pool_type(targets, device), seed, precision, dispatch)
     report_every = max(1, fit_cfg.steps // 100)
     for step in range(fit_cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(step, fit_cfg)
-        tile, coords, target = pool.sample(fit_cfg.samples_per_tile, gen)
-        err = (model(tile, coords, tile_major=True) - target) ** 2
-        # Sum of per-tile means: each tile's gradient is independent of the batch size.
-        loss = err.view(len(targets), -1).mean(dim=1).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = loop.step(step)
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == fit_cfg.steps):
-            progress(step + 1, fit_cfg.steps, float(loss.detach()) / len(targets))
+            progress(step + 1, fit_cfg.steps, float(loss) / len(targets))
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise CodecRuntimeError("fitting diverged (non-finite weights); try a lower learning rate or fewer steps")
     return model.cpu().eval()

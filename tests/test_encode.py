@@ -3,10 +3,12 @@ import hashlib
 
 import numpy as np
 import pytest
+import torch
 
 import loe_codec
 from loe_codec.container import CodecReader
-from loe_codec.encode import BlobSource, fit_and_pack
+from loe_codec.encode import BlobSource, fit_and_pack, fit_batches
+from loe_codec.errors import CodecRuntimeError
 from loe_codec.imageio import ImageSource
 from loe_codec.tiling import TileGrid
 from support import loe_header
@@ -159,3 +161,44 @@ def test_tiles_drop_units_when_bits_are_dear_and_the_file_says_what_it_decodes(c
     assert min(kept) < fast_config.model.width and set(kept) <= {16, 8, 4}
     with loe_codec.open(tmp_path / "laddered.loe") as img:
         assert img.evaluate(crop_png, device="cpu")["psnr"] == pytest.approx(results["laddered"].psnr, abs=1e-6)
+
+
+def _batches(image, cfg, prefetch):
+    grid = TileGrid(image.width, image.height, cfg.tile.size, cfg.tile.margin)
+    return fit_batches(image, grid, cfg, "cpu", prefetch=prefetch)
+
+
+@pytest.fixture
+def three_batches(fast_config):
+    return dataclasses.replace(fast_config, fit=dataclasses.replace(fast_config.fit, tiles_per_batch=2))
+
+
+def test_reading_the_next_batch_ahead_changes_nothing(crop_png, three_batches):
+    runs = [list(_batches(ImageSource(crop_png), three_batches, prefetch)) for prefetch in (0, 1)]
+    assert [len(run) for run in runs] == [3, 3]
+    for (a, ta), (b, tb) in zip(*runs):
+        assert [t.index for t in a.tiles] == [t.index for t in b.tiles]
+        assert all(torch.equal(x.pixels, y.pixels) for x, y in zip(ta, tb))
+        for p, q in zip(a.model.parameters(), b.model.parameters()):
+            assert torch.equal(p, q)
+
+
+class _FailingImage(ImageSource):
+    """Fails to read any window that starts at or right of x = 20."""
+
+    def read(self, x, y, w, h):
+        if x >= 20:
+            raise CodecRuntimeError(f"cannot read the window at ({x}, {y})")
+        return super().read(x, y, w, h)
+
+
+def test_a_read_error_ahead_surfaces_as_the_same_error_in_its_turn(crop_png, three_batches):
+    outcomes = []
+    for prefetch in (0, 1):
+        done = []
+        with pytest.raises(CodecRuntimeError) as caught:
+            for batch, _ in _batches(_FailingImage(crop_png), three_batches, prefetch):
+                done.append([t.index for t in batch.tiles])
+        outcomes.append((done, str(caught.value)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == [[0, 1]]  # the first batch was fitted before the error

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from loe_codec.config import FitConfig, ModelConfig, QuantConfig
-from loe_codec.errors import CodecRuntimeError
-from loe_codec.fit import _PixelPool, finetune_quantized, fit_tiles, learning_rate
+from loe_codec.errors import CodecRuntimeError, UsageError
+from loe_codec.fit import FitLoop, _PixelPool, finetune_quantized, fit_tiles, learning_rate
+from loe_codec.hostreads import HostReads
+from loe_codec.model import TiledLoE
 from loe_codec.reference import tile_seed
 from loe_codec.quantize import MIN_STEP, storable_steps
 from support import two_tile_targets, window_mse
@@ -147,3 +149,40 @@ def test_quantize_in_loop_is_turned_off_even_when_the_finetuning_fails(well_fitt
     with pytest.raises(CodecRuntimeError, match="diverged"):
         finetune_quantized(model, _coarse_steps(model, 0.5), FIT, wild, _targets())
     assert model.quant_steps is None
+
+
+# --- runtime options of the fit: bank dispatch and bfloat16 autocast --------------------------------
+
+@pytest.mark.parametrize("dispatch", ["dense", "grouped"])
+def test_sync_free_dispatch_fits_like_the_cpu_path(dispatch):
+    packed = fit_tiles(MODEL, FIT, _targets(), device="cpu")
+    other = fit_tiles(MODEL, FIT, _targets(), device="cpu", dispatch=dispatch)
+    for a, b in zip(list(packed.parameters()), list(other.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_bfloat16_autocast_keeps_float32_weights_and_fits_nearly_as_well():
+    targets = _targets()
+    fp32 = fit_tiles(MODEL, dataclasses.replace(FIT, steps=40), targets, device="cpu")
+    bf16 = fit_tiles(MODEL, dataclasses.replace(FIT, steps=40), targets, device="cpu", precision="bf16")
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    assert _mse(bf16, targets) < 1.5 * _mse(fp32, targets)
+
+
+@pytest.mark.parametrize("options", [{"precision": "fp16"}, {"dispatch": "fast"}])
+def test_unknown_fit_options_are_usage_errors(options):
+    with pytest.raises(UsageError, match="must be one of"):
+        fit_tiles(MODEL, FIT, _targets(), device="cpu", **options)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("dispatch", ["dense", "grouped"])
+def test_a_sync_free_training_step_reads_nothing_back_to_the_host(dispatch, precision):
+    targets = _targets()
+    model = TiledLoE.initialised(MODEL, [t.seed for t in targets])
+    loop = FitLoop(model, FIT, _PixelPool(targets, torch.device("cpu")), 0, precision, dispatch)
+    loop.step(0)  # the optimizer's state is made in the first step
+    with HostReads() as reads:
+        losses = [loop.step(step) for step in range(1, 4)]
+    assert reads.ops == []
+    assert all(loss.dim() == 0 for loss in losses)

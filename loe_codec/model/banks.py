@@ -5,6 +5,8 @@ Layer ``i`` tiles its ``n**d`` banks periodically over the tile domain:
 per-dimension indices are combined row-major into one bank id.
 """
 
+import functools
+
 import torch
 
 
@@ -40,12 +42,19 @@ def bank_indices(coords: torch.Tensor, banks: list[int], alphas: list[float]) ->
     Returns:
         ``[N, layers]`` int64 bank ids.
     """
-    n = torch.tensor(banks, device=coords.device).view(-1, 1)  # [L, 1]
-    alpha = coords.new_tensor(alphas).view(-1, 1)  # [L, 1]
+    n, alpha, place = _layer_constants(tuple(banks), tuple(alphas), coords.shape[1], coords.device, coords.dtype)
     cell = torch.floor(coords.unsqueeze(1) * alpha + 0.0).long()  # [N, L, d]
-    d = coords.shape[1]
-    place = n ** torch.arange(d - 1, -1, -1, device=coords.device)  # [L, d]
     return (torch.remainder(cell, n) * place).sum(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_constants(banks: tuple[int, ...], alphas: tuple[float, ...], d: int, device: torch.device,
+                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` ``[L, 1]``, ``alpha`` ``[L, 1]`` and place values ``[L, d]`` of :func:`bank_indices`, made once per
+    device: a copy to a GPU in every training step would wait for the GPU."""
+    n = torch.tensor(banks, device=device).view(-1, 1)
+    alpha = torch.tensor(alphas, dtype=dtype, device=device).view(-1, 1)
+    return n, alpha, n ** torch.arange(d - 1, -1, -1, device=device)
 
 
 def bank_neighbours(coords: torch.Tensor, n: int, alpha: float, beta: float = 0.0

@@ -30,7 +30,7 @@ class _PackedMatmul(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         padded, w = ctx.saved_tensors
         layout = ctx.layout
-        grad_padded = layout.pack(grad)  # [chunks, size, out]
+        grad_padded = layout.pack(grad.to(padded.dtype))  # [chunks, size, out] (bfloat16 under autocast)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = layout.unpack(torch.bmm(grad_padded, w.transpose(1, 2)))

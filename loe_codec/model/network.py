@@ -10,6 +10,7 @@ from .banks import bank_indices, bank_neighbours
 from .cells import grid_forward
 from .encoding import positional_encoding
 from .grouped import ChunkLayout, blended_linear, grouped_linear
+from .tile_major import resolve_dispatch, tile_major_forward
 from ..quantize import fake_quantize
 from .units import layer_keep
 from ..reference import initial_biases, reference_weights
@@ -125,7 +126,8 @@ class TiledLoE(nn.Module):
             return (y.view(self.num_tiles, -1, y.shape[1]) + bias.unsqueeze(1)).view(y.shape)
         return y + bias[tile]
 
-    def forward(self, tile: torch.Tensor, coords: torch.Tensor, tile_major: bool = False) -> torch.Tensor:
+    def forward(self, tile: torch.Tensor, coords: torch.Tensor, tile_major: bool = False,
+                dispatch: str = "auto") -> torch.Tensor:
         """Evaluate samples.
 
         Args:
@@ -133,12 +135,19 @@ class TiledLoE(nn.Module):
             coords: ``[N, d]`` tile-local coordinates in ``[0, 1]``.
             tile_major: promise that the samples come as ``T`` equal blocks, tile 0
                 first (a training batch); it skips the grouping of unbanked layers.
+            dispatch: bank dispatch of a tile-major batch with nearest banks
+                (:mod:`~loe_codec.model.tile_major`): ``auto`` (``packed`` on the CPU,
+                sync-free on CUDA), ``packed``, ``grouped`` or ``dense``.
 
         Returns:
             ``[N, out_channels]`` predictions (pixel values scaled to ``[-0.5, 0.5]``).
         """
         cfg = self.config
         x = positional_encoding(coords, cfg.pe_frequencies)
+        if tile_major and cfg.blend == "nearest":
+            mode = resolve_dispatch(dispatch, coords.device)
+            if mode != "packed":
+                return tile_major_forward(self, x, coords, mode)
         if cfg.blend == "nearest" and not torch.is_grad_enabled() and not tile_major:
             return self._forward_packed(x, tile, coords)
         banks = self.nearest_banks(coords) if cfg.blend == "nearest" else [None] * cfg.layers
