@@ -52,7 +52,8 @@ import loe_codec
 from loe_codec.api import resolve_device
 from loe_codec.config import PRESETS, CodecConfig, mlp_baseline, preset
 from loe_codec.container import write_codec
-from loe_codec.encode import PSNR_PROBE_SAMPLES, FittedBatch, finish_batch, make_header, tile_targets, with_channels
+from loe_codec.encode import finish_batch, make_header, tile_targets, with_channels
+from loe_codec.fitted import PSNR_PROBE_SAMPLES, FittedBatch
 from loe_codec.errors import LoeError, UsageError
 from loe_codec.fit import TileTarget, fit_tiles
 from loe_codec.imageio import ImageSource

@@ -35,8 +35,9 @@ from safetensors.torch import save
 from loe_codec import entropy
 from loe_codec.config import QuantConfig, preset
 from loe_codec.container import Header, overhead_bytes
-from loe_codec.encode import BlobSource, batch_steps, finish_batch, fit_batches, make_header, measure, \
-    pack_batch, tile_targets, with_channels
+from loe_codec.encode import BlobSource, finish_batch, fit_batches, make_header, measure, tile_targets, \
+    with_channels
+from loe_codec.fitted import batch_steps, pack_batch
 from loe_codec.fitcache import FitCache
 from loe_codec.imageio import ImageSource
 from loe_codec.quantize import dequantize_weight, quantize_weight

@@ -12,7 +12,8 @@ import torch
 import loe_codec
 from loe_codec import fit as fitmod
 from loe_codec.config import preset, slope_for_quality
-from loe_codec.encode import tile_targets, with_channels, PSNR_PROBE_SAMPLES
+from loe_codec.encode import tile_targets, with_channels
+from loe_codec.fitted import PSNR_PROBE_SAMPLES
 from loe_codec.fitcache import FitCache
 from loe_codec.imageio import ImageSource
 from loe_codec.tiling import TileGrid

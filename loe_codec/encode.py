@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import __version__, entropy
+from . import __version__
 from .config import CodecConfig
 from .container import Header, SourceInfo, overhead_bytes, write_codec
 from .decode import DecodeProgressFn, DecodeRequest, TileCache, TileSource, iter_blocks
@@ -20,15 +20,13 @@ from .errors import UsageError
 from .fit import TileTarget, _PixelPool, finetune_quantized, fit_tiles
 from .fitcache import FitCache
 from .imageio import ImageSource
+from .fitted import PSNR_PROBE_SAMPLES, FittedBatch, batch_size_estimate, batch_steps, pack_batch
 from .metrics import ErrorAccumulator, bits_per_pixel, psnr_from_mse
-from .model import TiledLoE
-from .model.units import drop_units, layer_keep
 from .prefetch import prefetched
-from .quantize import dequantize_steps, quantize_bias, quantize_to_step, step_integers, storable_steps
-from .rate import SLOPE_RANGE, Probe, estimated_bits, layer_sensitivity, solve_slope, steps_for_slope
 from .pruning import choose_units
-from .reference import batch_references, fitted_gains, tile_seed
-from .tileblob import TileParameters, laplace_fixed_bytes, pack_laplace, unpack_tile
+from .rate import SLOPE_RANGE, Probe, layer_sensitivity, solve_slope
+from .reference import tile_seed
+from .tileblob import TileParameters, unpack_tile
 from .tiling import Tile, TileGrid
 
 CEILING_MARGIN_DB = 0.1  # an unreachable PSNR target codes this far below the network's ceiling
@@ -90,113 +88,6 @@ def tile_targets(image: ImageSource, grid: TileGrid, config: CodecConfig,
         pixels = torch.from_numpy(image.read(wx, wy, ww, wh).copy())
         targets.append(TileTarget(pixels, wx, wy, dx, dy, ex, ey, tile_seed(config.fit.seed, t.index)))
     return targets
-
-
-PSNR_PROBE_SAMPLES = 1024  # pixels per tile kept to estimate the PSNR of a candidate slope
-
-
-@dataclass
-class FittedBatch:
-    """A batch of fitted float tile networks, their layers' sensitivities ``[T, layers]``, a small
-    probe of their pixels (to estimate the error of a quantization) and, when the config codes
-    against a reference, the offsets ``gain * reference`` the integers are counted from (per
-    layer ``[T, banks, in, out]``) with their float16-exact ``gains`` ``[T, layers]``.
-
-    The gains are fitted once, to the float networks: fine-tuning then rounds onto the grids
-    they shift, and the file stores the same gains.
-
-    ``units``: the hidden units every tile keeps (bool ``[T, width]`` per hidden layer), once
-    chosen (:mod:`loe_codec.pruning`); None: all.
-    """
-
-    tiles: list[Tile]
-    model: TiledLoE
-    sensitivity: torch.Tensor
-    probe: Probe
-    gains: torch.Tensor | None = None
-    offsets: list[torch.Tensor] | None = None
-    units: list[torch.Tensor] | None = None
-
-    @classmethod
-    def of(cls, tiles: list[Tile], model: TiledLoE, sensitivity: torch.Tensor, probe: Probe,
-           config: CodecConfig) -> "FittedBatch":
-        """A batch of ``tiles`` (or video blocks: anything with an ``index``) coded as ``config`` says."""
-        if config.quant.reference == "none":
-            return cls(tiles, model, sensitivity, probe)
-        refs = batch_references(config.model, [tile_seed(config.fit.seed, t.index) for t in tiles])
-        gains = fitted_gains(list(model.weights), refs)
-        offsets = [gains[:, layer].view(-1, 1, 1, 1) * ref for layer, ref in enumerate(refs)]
-        return cls(tiles, model, sensitivity, probe, gains, offsets)
-
-    def offset(self, layer: int) -> torch.Tensor | None:
-        """Offsets ``[T, banks, in, out]`` of ``layer`` (None without a reference)."""
-        return None if self.offsets is None else self.offsets[layer]
-
-    def integers(self, steps: torch.Tensor) -> list[torch.Tensor]:
-        """Float integers ``[T, banks, in, out]`` per layer of the weights quantized with ``steps`` ``[T, layers]``."""
-        return [step_integers(w.detach(), steps[:, i].view(-1, 1, 1, 1), self.offset(i))
-                for i, w in enumerate(self.model.weights)]
-
-    def squared_error(self, slope: float) -> torch.Tensor:
-        """Estimated squared error ``[T]`` of the batch quantized at ``slope`` (no fine-tuning)."""
-        return self.squared_error_at(batch_steps(self, slope))
-
-    def squared_error_at(self, steps: torch.Tensor) -> torch.Tensor:
-        """Estimated squared error ``[T]`` of the batch quantized with ``steps`` ``[T, layers]``."""
-        weights = [dequantize_steps(q, steps[:, i].view(-1, 1, 1, 1), self.offset(i))
-                   for i, q in enumerate(self.integers(steps))]
-        biases = [b.detach().half().float() for b in self.model.biases]
-        return self.probe.squared_error(TiledLoE(self.model.config, drop_units(weights, self.units), biases))
-
-    def bytes_at(self, steps: torch.Tensor, config: CodecConfig) -> torch.Tensor:
-        """Estimated bytes ``[T]`` of every tile's blob quantized with ``steps`` (ideal code lengths; the
-        coder adds a few bytes) and its 4-byte table entry."""
-        ints = self.integers(steps)
-        keeps = [None if self.units is None else layer_keep(self.units, layer) for layer in range(len(ints))]
-        bits = sum(estimated_bits(q, keep) for q, keep in zip(ints, keeps))
-        if self.units is None:
-            fixed = torch.full_like(bits, float(laplace_fixed_bytes(config)))
-        else:
-            kept_biases = sum(u.sum(dim=1) for u in self.units) + self.model.config.out_channels
-            fixed = torch.tensor([float(laplace_fixed_bytes(config, int(k))) for k in kept_biases],
-                                 dtype=torch.float64)
-        return bits / 8 + fixed + 4
-
-    def pack(self, index: int, steps: torch.Tensor, config: CodecConfig) -> np.ndarray:
-        """The blob of tile ``index`` (position in the batch) quantized with float16-exact ``steps`` ``[layers]``."""
-        model = self.model
-        ints = [quantize_to_step(w[index], steps[layer],
-                                 None if self.offsets is None else self.offsets[layer][index]).numpy()
-                for layer, w in enumerate(model.weights)]
-        biases = [quantize_bias(b[index], config.quant) for b in model.biases]
-        gains = None if self.gains is None else self.gains[index].tolist()
-        units = None
-        if config.quant.prunes_units:
-            units = [np.ones(model.config.width, dtype=bool) for _ in range(model.config.layers - 1)] \
-                if self.units is None else [u[index].numpy() for u in self.units]
-        return pack_laplace(config, ints, steps.tolist(), biases, gains, units)
-
-
-def batch_steps(batch: FittedBatch, slope: float) -> torch.Tensor:
-    """Float16-exact steps ``[T, layers]`` of a batch at a rate–distortion slope.
-
-    Never so fine that an integer would leave the entropy coder's range.
-    """
-    peak = torch.stack([(w.detach() if batch.offsets is None else w.detach() - batch.offsets[i])
-                        .abs().flatten(1).amax(dim=1) for i, w in enumerate(batch.model.weights)], dim=1)
-    finest = peak * 1.01 / entropy.MAX_MAGNITUDE
-    return storable_steps(torch.maximum(steps_for_slope(batch.sensitivity, slope), finest))
-
-
-def batch_size_estimate(batch: FittedBatch, slope: float, config: CodecConfig) -> float:
-    """Estimated bytes of a batch's blobs at ``slope`` (ideal code lengths; the coder adds a few bytes)."""
-    return float(batch.bytes_at(batch_steps(batch, slope), config).sum())
-
-
-def pack_batch(batch: FittedBatch, slope: float, config: CodecConfig) -> list[np.ndarray]:
-    """Blobs of every tile of a batch quantized at ``slope`` (no fine-tuning)."""
-    steps = batch_steps(batch, slope)
-    return [batch.pack(k, steps[k], config) for k in range(len(batch.tiles))]
 
 
 def make_header(image: ImageSource, config: CodecConfig, stats: dict | None = None) -> Header:

@@ -10,17 +10,15 @@ that sets the steps, so flat tiles, whose error barely grows, end up with small 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 
 from .config import CodecConfig
 from .fit import _PixelPool, finetune_quantized
+from .fitted import FittedBatch
 from .model import TiledLoE
 from .rate import Probe
-
-if TYPE_CHECKING:  # encode imports this module
-    from .encode import FittedBatch
 
 SHORT_QAT_FRACTION = 4  # the rungs compete after this fraction of the fine-tuning steps
 
@@ -57,12 +55,10 @@ def rung_units(importance: list[torch.Tensor], fraction: float) -> list[torch.Te
     return out
 
 
-def choose_units(batch: "FittedBatch", steps: torch.Tensor, config: CodecConfig, targets: list,
+def choose_units(batch: FittedBatch, steps: torch.Tensor, config: CodecConfig, targets: list,
                  device: str, progress: Callable[[int, int, float], None] | None = None,
                  pool_type: type = _PixelPool) -> list[torch.Tensor]:
     """The kept units of every tile of ``batch`` at the config's slope and ``steps`` ``[T, layers]``."""
-    from .encode import FittedBatch  # noqa: F811 - the class, at run time
-
     ladder = config.quant.unit_ladder
     rungs, tiles = len(ladder), len(batch.tiles)
     importance = unit_importance(batch.model, batch.probe)

@@ -11,7 +11,7 @@ every hidden unit; version 1, read only, has no weight references either: see
   per block and encoder stats.
 * one ``uint8`` tensor ``block.{k}`` per space-time block, ``k = chunk *
   tiles_per_frame + tile``: the block network exactly as
-  :meth:`loe_codec.encode.FittedBatch.pack` packs an image tile, read back with
+  :meth:`loe_codec.fitted.FittedBatch.pack` packs an image tile, read back with
   :func:`loe_codec.tileblob.unpack_tile`. Blobs are opaque and may differ in size.
 
 A decoder opens the file lazily and reads only the blocks a request touches.

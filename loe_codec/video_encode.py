@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from .config import CodecConfig
-from .encode import (PSNR_PROBE_SAMPLES, FittedBatch, PsnrFn, RateTarget, StageProgressFn, finish_batch, retune,
-                     slope_for_target)
+from .encode import PsnrFn, RateTarget, StageProgressFn, finish_batch, retune, slope_for_target
 from .reference import tile_seed
 from .fitcache import FitCache
+from .fitted import PSNR_PROBE_SAMPLES, FittedBatch
 from .metrics import psnr_from_mse
 from .rate import Probe, layer_sensitivity
 from .video_container import VideoHeader, video_overhead_bytes

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from loe_codec.config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
-from loe_codec.encode import FittedBatch, batch_steps
+from loe_codec.fitted import FittedBatch, batch_steps
 from loe_codec.fit import finetune_quantized, fit_tiles
 from loe_codec.model import TiledLoE
 from loe_codec.model.units import all_units, drop_units
