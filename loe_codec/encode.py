@@ -23,7 +23,7 @@ from .imageio import ImageSource
 from .fitted import PSNR_PROBE_SAMPLES, FittedBatch, batch_size_estimate, batch_steps, pack_batch
 from .metrics import ErrorAccumulator, bits_per_pixel, psnr_from_mse
 from .prefetch import prefetched
-from .pruning import choose_units
+from .pruning import SHORT_QAT_FRACTION, tune_rungs
 from .rate import SLOPE_RANGE, Probe, layer_sensitivity, solve_slope
 from .reference import tile_seed
 from .tileblob import TileParameters, unpack_tile
@@ -144,16 +144,30 @@ def fit_batches(image: ImageSource, grid: TileGrid, config: CodecConfig, device:
         yield batch, targets
 
 
+def add_rungs(batch: FittedBatch, targets: list, config: CodecConfig, device: str,
+              progress: Callable[[int, int, float], None] | None = None, pool_type: type = _PixelPool) -> None:
+    """If the config prunes units and the batch has not chosen its sizes: its candidate sizes
+    (:func:`~loe_codec.pruning.tune_rungs`), fine-tuned at the config's slope."""
+    if config.quant.prunes_units and batch.units is None and batch.rungs is None:
+        batch.rungs = tune_rungs(batch, batch_steps(batch, config.quant.slope), config, targets, device, progress,
+                                 pool_type)
+
+
 def finish_batch(batch: FittedBatch, targets: list[TileTarget], config: CodecConfig, device: str,
                  progress: Callable[[int, int, float], None] | None = None,
-                 pool_type: type = _PixelPool) -> list[np.ndarray]:
+                 pool_type: type = _PixelPool,
+                 size_progress: Callable[[int, int, float], None] | None = None) -> list[np.ndarray]:
     """Quantization-aware fine-tuning of a batch at the config's slope, then its packed blobs.
 
-    If the config prunes units, each tile first chooses how many to keep (:mod:`loe_codec.pruning`);
-    the units stay chosen (a later re-solved slope only changes the steps)."""
-    steps = batch_steps(batch, config.quant.slope)
-    if config.quant.prunes_units and batch.units is None:
-        batch.units = choose_units(batch, steps, config, targets, device, None, pool_type)
+    If the config prunes units, each tile first takes the size of least cost at the slope
+    (:meth:`FittedBatch.selected`, candidates from :func:`add_rungs`) and its fine-tuning goes on
+    from that candidate's; the units stay chosen (a later re-solved slope only changes the steps)."""
+    slope = config.quant.slope
+    add_rungs(batch, targets, config, device, size_progress, pool_type)
+    if batch.rungs is not None:
+        chosen = batch.selected(slope, config)
+        batch.model, batch.units, batch.rungs = chosen.model, chosen.units, None
+    steps = batch_steps(batch, slope)
     if config.quant.qat_steps > 0:
         batch.model = finetune_quantized(batch.model, steps, config.fit, config.quant, targets, device, progress,
                                          pool_type, batch.offsets, batch.units)
@@ -170,9 +184,9 @@ def image_psnr(pixels: int) -> PsnrFn:
     return lambda batches, errors: psnr_from_mse(sum(float(e.sum()) for e in errors) / pixels, peak=1.0)
 
 
-def estimated_psnr(batches: list[FittedBatch], slope: float, psnr_of: PsnrFn) -> float:
-    """The PSNR ``psnr_of`` estimates for ``batches`` quantized at ``slope`` (probe pixels, no fine-tuning)."""
-    return psnr_of(batches, [batch.squared_error(slope) for batch in batches])
+def estimated_psnr(batches: list[FittedBatch], slope: float, psnr_of: PsnrFn, config: CodecConfig) -> float:
+    """The PSNR ``psnr_of`` estimates for ``batches`` quantized at ``slope`` (probe pixels, no more fine-tuning)."""
+    return psnr_of(batches, [batch.squared_error(slope, config) for batch in batches])
 
 
 def slope_for_target(batches: list[FittedBatch], target: RateTarget, config: CodecConfig, budget: float,
@@ -195,7 +209,7 @@ def slope_for_target(batches: list[FittedBatch], target: RateTarget, config: Cod
         return solve_slope(size, budget, guess / 2, guess * 2, iterations=12)
 
     def quality(slope: float) -> float:
-        return estimated_psnr(batches, slope, psnr_of)
+        return estimated_psnr(batches, slope, psnr_of, config)
     ceiling = quality(SLOPE_RANGE[0])
     goal = target.psnr
     if ceiling < goal:
@@ -227,7 +241,7 @@ def retune(tuned: list[FittedBatch], blobs: list[np.ndarray], target: RateTarget
         return blobs, config
     if target.psnr is not None:
         def quality(s: float) -> float:
-            return estimated_psnr(tuned, s, psnr_of)
+            return estimated_psnr(tuned, s, psnr_of, config)
         current = quality(slope)
         if current >= target.psnr:
             new = solve_slope(quality, target.psnr, low=slope, iterations=20)
@@ -258,20 +272,27 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     ``psnr`` target needs every tile's fit first (kept in memory), one slope solved for the
     whole image (from the exact coded sizes, or the PSNR estimated on probe pixels before
     fine-tuning, which only improves it), and a second pass that re-reads each batch's pixels
-    for the quantization-aware fine-tuning.
+    for the quantization-aware fine-tuning. If the config prunes units, a pass in between
+    fine-tunes every batch's candidate sizes at that slope and the slope is solved again with
+    each tile's choice of size counted (so the choice and the target agree).
 
     With several ``ranks`` every rank fits and fine-tunes its own batches and the blobs are
     gathered (rank 0 returns them all, the others none); with a rate target the fitted batches
     are gathered first and rank 0 alone solves the slope. A batch's fit depends only on its
     tiles, so the blobs are those of one process.
     """
-    qat_total = float(sum(len(chunk) for chunk in batches_of(grid, config, ranks)) * config.quant.qat_steps)
+    tiles_here = sum(len(chunk) for chunk in batches_of(grid, config, ranks))
+    qat_total = float(tiles_here * config.quant.qat_steps)
+    size_total = float(tiles_here * len(config.quant.unit_ladder) * (config.quant.qat_steps // SHORT_QAT_FRACTION))
 
-    def qat_progress(done_before: int, size: int):
+    def qat_progress(done_before: int, size: int, stage: str = "quantize", total: float = qat_total):
         def report(step: int, steps: int, loss: float) -> None:
             if progress is not None:
-                progress("quantize", done_before * steps + step * size, qat_total)
+                progress(stage, done_before * steps + step * size, total)
         return report
+
+    def size_progress(done_before: int, size: int):
+        return qat_progress(done_before * len(config.quant.unit_ladder), size, "sizes", size_total)
 
     def in_tile_order(per_rank: list[list[list[np.ndarray]]]) -> list[np.ndarray]:
         return [blob for blobs in ranks.in_batch_order(per_rank) for blob in blobs]
@@ -280,7 +301,8 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     if target.bpp is None and target.psnr is None:
         finished = []  # blobs of each of this rank's batches
         for batch, targets in fit_batches(image, grid, config, device, progress, cache, ranks):
-            finished.append(finish_batch(batch, targets, config, device, qat_progress(done, len(batch.tiles))))
+            finished.append(finish_batch(batch, targets, config, device, qat_progress(done, len(batch.tiles)),
+                                         size_progress=size_progress(done, len(batch.tiles))))
             done += len(batch.tiles)
         per_rank = ranks.gather(finished)
         return in_tile_order(per_rank) if ranks.main else [], config
@@ -289,12 +311,24 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     pixels = grid.width * grid.height
     psnr_of = image_psnr(pixels)
     slope, budget = None, 0.0
+    pruning = config.quant.prunes_units
     if ranks.main:
         header = make_header(image, config.with_overrides(slope=1.0), {"psnr": 99.9999})
         budget = target.bpp * pixels / 8 - overhead_bytes(header) if target.bpp is not None else 0.0
-        slope = slope_for_target(batches, target, config, budget, psnr_of, notes, "image")
+        slope = slope_for_target(batches, target, config, budget, psnr_of, None if pruning else notes, "image")
     del batches  # rank 0 solved the slope: each rank now needs its own batches only
     config = config.with_overrides(slope=ranks.from_main(slope))
+    if pruning:  # candidate sizes at that slope, then the slope again with every tile's choice counted
+        reads = prefetched((tile_targets(image, grid, config, batch.tiles) for batch in mine), PREFETCH_BATCHES)
+        for targets, batch in zip(reads, mine):
+            add_rungs(batch, targets, config, device, size_progress(done, len(batch.tiles)))
+            done += len(batch.tiles)
+        done = 0
+        batches = ranks.in_batch_order(ranks.gather(mine))
+        if ranks.main:
+            slope = slope_for_target(batches, target, config, budget, psnr_of, notes, "image")
+        del batches
+        config = config.with_overrides(slope=ranks.from_main(slope))
     finished = []
     reads = prefetched((tile_targets(image, grid, config, batch.tiles) for batch in mine), PREFETCH_BATCHES)
     for targets, batch in zip(reads, mine):

@@ -4,6 +4,7 @@ estimates, and packing (images and video blocks alike)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,7 +34,10 @@ class FittedBatch:
     they shift, and the file stores the same gains.
 
     ``units``: the hidden units every tile keeps (bool ``[T, width]`` per hidden layer), once
-    chosen (:mod:`loe_codec.pruning`); None: all.
+    chosen; None: all. ``rungs``: while they are being chosen, the candidate sizes
+    (:func:`loe_codec.pruning.tune_rungs`: one batch per rung of the unit ladder, its networks
+    fine-tuned with that rung's units): at a slope, each tile is coded from the rung of least
+    cost (:meth:`selected`), so size and error estimates at any slope count the choice.
     """
 
     tiles: list[Tile]
@@ -43,6 +47,7 @@ class FittedBatch:
     gains: torch.Tensor | None = None
     offsets: list[torch.Tensor] | None = None
     units: list[torch.Tensor] | None = None
+    rungs: list["FittedBatch"] | None = None
 
     @classmethod
     def of(cls, tiles: list[Tile], model: TiledLoE, sensitivity: torch.Tensor, probe: Probe,
@@ -64,9 +69,30 @@ class FittedBatch:
         return [step_integers(w.detach(), steps[:, i].view(-1, 1, 1, 1), self.offset(i))
                 for i, w in enumerate(self.model.weights)]
 
-    def squared_error(self, slope: float) -> torch.Tensor:
-        """Estimated squared error ``[T]`` of the batch quantized at ``slope`` (no fine-tuning)."""
-        return self.squared_error_at(batch_steps(self, slope))
+    def selected(self, slope: float, config: CodecConfig) -> "FittedBatch":
+        """The batch as coded at ``slope``: without rungs itself; with rungs, every tile's network and
+        units from the rung of least ``squared error + slope * bits`` at that slope."""
+        if self.rungs is None:
+            return self
+        costs = []
+        for rung in self.rungs:
+            steps = batch_steps(rung, slope)
+            costs.append(rung.squared_error_at(steps) + slope * 8 * rung.bytes_at(steps, config))
+        pick = torch.stack(costs).argmin(dim=0).tolist()  # [T]: the rung of every tile
+        rungs = [self.rungs[r] for r in pick]
+
+        def per_tile(part: Callable[["FittedBatch"], torch.Tensor]) -> torch.Tensor:
+            return torch.stack([part(rung)[t].detach() for t, rung in enumerate(rungs)])
+        layers = self.model.config.layers
+        model = TiledLoE(self.model.config, [per_tile(lambda b, i=i: b.model.weights[i]) for i in range(layers)],
+                         [per_tile(lambda b, i=i: b.model.biases[i]) for i in range(layers)])
+        units = [per_tile(lambda b, i=i: b.units[i]) for i in range(layers - 1)]
+        return FittedBatch(self.tiles, model, self.sensitivity, self.probe, self.gains, self.offsets, units)
+
+    def squared_error(self, slope: float, config: CodecConfig) -> torch.Tensor:
+        """Estimated squared error ``[T]`` of the batch quantized at ``slope`` (no more fine-tuning)."""
+        chosen = self.selected(slope, config)
+        return chosen.squared_error_at(batch_steps(chosen, slope))
 
     def squared_error_at(self, steps: torch.Tensor) -> torch.Tensor:
         """Estimated squared error ``[T]`` of the batch quantized with ``steps`` ``[T, layers]``."""
@@ -117,10 +143,12 @@ def batch_steps(batch: FittedBatch, slope: float) -> torch.Tensor:
 
 def batch_size_estimate(batch: FittedBatch, slope: float, config: CodecConfig) -> float:
     """Estimated bytes of a batch's blobs at ``slope`` (ideal code lengths; the coder adds a few bytes)."""
-    return float(batch.bytes_at(batch_steps(batch, slope), config).sum())
+    chosen = batch.selected(slope, config)
+    return float(chosen.bytes_at(batch_steps(chosen, slope), config).sum())
 
 
 def pack_batch(batch: FittedBatch, slope: float, config: CodecConfig) -> list[np.ndarray]:
-    """Blobs of every tile of a batch quantized at ``slope`` (no fine-tuning)."""
-    steps = batch_steps(batch, slope)
-    return [batch.pack(k, steps[k], config) for k in range(len(batch.tiles))]
+    """Blobs of every tile of a batch quantized at ``slope`` (no more fine-tuning)."""
+    chosen = batch.selected(slope, config)
+    steps = batch_steps(chosen, slope)
+    return [chosen.pack(k, steps[k], config) for k in range(len(batch.tiles))]

@@ -2,9 +2,10 @@
 
 Every rung of ``quant.unit_ladder`` keeps a fraction of each hidden layer's units: those whose
 removal changes the tile's output least (measured on its probe pixels). All rungs of all tiles
-are fine-tuned with the quantizer in the loop for a short while, together in one batched model;
-then each tile keeps the rung of least ``squared error + slope * bits`` (the same Lagrangian
-that sets the steps, so flat tiles, whose error barely grows, end up with small networks).
+are fine-tuned with the quantizer in the loop for a short while, together in one batched model
+(:func:`tune_rungs`); at a slope each tile then keeps the rung of least ``squared error + slope *
+bits`` (:meth:`loe_codec.fitted.FittedBatch.selected`: the same Lagrangian that sets the steps,
+so flat tiles, whose error barely grows, end up with small networks).
 """
 
 from __future__ import annotations
@@ -55,10 +56,13 @@ def rung_units(importance: list[torch.Tensor], fraction: float) -> list[torch.Te
     return out
 
 
-def choose_units(batch: FittedBatch, steps: torch.Tensor, config: CodecConfig, targets: list,
-                 device: str, progress: Callable[[int, int, float], None] | None = None,
-                 pool_type: type = _PixelPool) -> list[torch.Tensor]:
-    """The kept units of every tile of ``batch`` at the config's slope and ``steps`` ``[T, layers]``."""
+def tune_rungs(batch: FittedBatch, steps: torch.Tensor, config: CodecConfig, targets: list, device: str,
+               progress: Callable[[int, int, float], None] | None = None,
+               pool_type: type = _PixelPool) -> list[FittedBatch]:
+    """The candidate sizes of every tile of ``batch``: one batch per rung of ``config.quant.unit_ladder``,
+    its tiles keeping that rung's most important units, all rungs fine-tuned together with the quantizer
+    in the loop at ``steps`` ``[T, layers]`` for a fraction of the fine-tuning steps. A tile's choice
+    among them at a slope is :meth:`FittedBatch.selected`."""
     ladder = config.quant.unit_ladder
     rungs, tiles = len(ladder), len(batch.tiles)
     importance = unit_importance(batch.model, batch.probe)
@@ -71,13 +75,11 @@ def choose_units(batch: FittedBatch, steps: torch.Tensor, config: CodecConfig, t
     units = [torch.cat([c[layer] for c in candidates]) for layer in range(len(importance))]
     tuned = finetune_quantized(model, steps.repeat(rungs, 1), config.fit, short, list(targets) * rungs, device,
                                progress, pool_type, offsets, units)
-    costs = []
+    out = []
     for r in range(rungs):
         part = slice(r * tiles, (r + 1) * tiles)
-        rung = FittedBatch(batch.tiles, TiledLoE(batch.model.config, [w.detach()[part] for w in tuned.weights],
-                                                 [b.detach()[part] for b in tuned.biases]),
-                           batch.sensitivity, batch.probe, batch.gains, batch.offsets, candidates[r])
-        costs.append(rung.squared_error_at(steps) + config.quant.slope * 8 * rung.bytes_at(steps, config))
-    pick = torch.stack(costs).argmin(dim=0)  # [T]
-    return [torch.stack([candidates[int(pick[t])][layer][t] for t in range(tiles)])
-            for layer in range(len(importance))]
+        rung = TiledLoE(batch.model.config, [w.detach()[part] for w in tuned.weights],
+                        [b.detach()[part] for b in tuned.biases])
+        out.append(FittedBatch(batch.tiles, rung, batch.sensitivity, batch.probe, batch.gains, batch.offsets,
+                               candidates[r]))
+    return out

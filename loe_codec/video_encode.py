@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from .config import CodecConfig
-from .encode import PsnrFn, RateTarget, StageProgressFn, finish_batch, retune, slope_for_target
+from .encode import PsnrFn, RateTarget, StageProgressFn, add_rungs, finish_batch, retune, slope_for_target
 from .reference import tile_seed
 from .fitcache import FitCache
 from .fitted import PSNR_PROBE_SAMPLES, FittedBatch
+from .pruning import SHORT_QAT_FRACTION
 from .metrics import psnr_from_mse
 from .rate import Probe, layer_sensitivity
 from .video_container import VideoHeader, video_overhead_bytes
@@ -126,9 +127,15 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
                 progress(name, done_before * steps + step * n, total)
         return report
 
+    rungs = len(config.quant.unit_ladder)
+    size_total = float(len(grid) * rungs * (config.quant.qat_steps // SHORT_QAT_FRACTION))
+
+    def sizes(done: int, n: int):
+        return stage("sizes", done * rungs, n, size_total)
+
     def finish(batch: FittedBatch, targets: list[BlockTarget], done: int, cfg: CodecConfig) -> list[np.ndarray]:
         return finish_batch(batch, targets, cfg, device, stage("quantize", done, len(batch.tiles), qat_total),
-                            pool_type=_VoxelPool)
+                            pool_type=_VoxelPool, size_progress=sizes(done, len(batch.tiles)))
 
     blobs: list[np.ndarray] = []
     fitted: list[FittedBatch] = []
@@ -149,8 +156,16 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
         if target.bpp is not None:
             budget = target.bpp * grid.space.width * grid.space.height * grid.time.frames / 8
             budget -= video_overhead_bytes(header, budget / len(grid))
-        config = config.with_overrides(slope=slope_for_target(fitted, target, config, budget, psnr_of, notes,
-                                                              "video"))
+        pruning = config.quant.prunes_units
+        config = config.with_overrides(slope=slope_for_target(fitted, target, config, budget, psnr_of,
+                                                              None if pruning else notes, "video"))
+        if pruning:  # candidate sizes at that slope, then the slope again with every block's choice counted
+            done = 0
+            for batch, (_, targets) in zip(fitted, video_batches(source, grid, config)):
+                add_rungs(batch, targets, config, device, sizes(done, len(batch.tiles)), _VoxelPool)
+                done += len(batch.tiles)
+            config = config.with_overrides(slope=slope_for_target(fitted, target, config, budget, psnr_of, notes,
+                                                                  "video"))
         for batch, (_, targets) in zip(fitted, video_batches(source, grid, config)):
             blobs += finish(batch, targets, len(blobs), config)
         blobs, config = retune(fitted, blobs, target, config, budget, psnr_of)

@@ -202,6 +202,22 @@ def test_bpp_target_is_hit_within_5_percent_when_the_header_is_a_large_share(rat
     assert actual == pytest.approx(20.0, rel=0.05), actual
 
 
+@pytest.mark.parametrize("bpp", [30.0, 52.0])
+def test_bpp_target_with_a_unit_ladder_is_hit_and_its_tiles_choose_sizes(rate_png, tmp_path, bpp):
+    # The slope is solved with each tile's choice of size counted, so the target still lands (networks
+    # fitted well enough that a full one is the better choice where bits are cheap).
+    cfg = tiny_config(steps=100)
+    cfg = dataclasses.replace(cfg, quant=dataclasses.replace(cfg.quant, qat_steps=8, unit_ladder=(1.0, 0.5, 0.25)))
+    stages = set()
+    loe_codec.encode(rate_png, tmp_path / "x.loe", config=cfg, bpp=bpp, device="cpu", measure_psnr=False,
+                     progress=lambda stage, done, total: stages.add(stage))
+    actual = (tmp_path / "x.loe").stat().st_size * 8 / (64 * 48)
+    assert actual == pytest.approx(bpp, rel=0.05), actual
+    assert {"fit", "sizes", "quantize"} <= stages
+    kept = loe_codec.info(tmp_path / "x.loe")["units_kept"]
+    assert sum(kept["tiles_by_fraction"].values()) == 12
+
+
 def test_a_larger_bpp_target_gives_a_larger_file(rate_files):
     sizes = [actual for _, actual in rate_files.values()]
     assert sizes[0] < sizes[1] < sizes[2], sizes

@@ -11,7 +11,7 @@ from loe_codec.fitted import FittedBatch, batch_steps
 from loe_codec.fit import finetune_quantized, fit_tiles
 from loe_codec.model import TiledLoE
 from loe_codec.model.units import all_units, drop_units
-from loe_codec.pruning import choose_units, rung_units, unit_importance
+from loe_codec.pruning import rung_units, tune_rungs, unit_importance
 from loe_codec.rate import Probe, layer_sensitivity
 from support import two_tile_targets
 
@@ -72,17 +72,26 @@ def test_fine_tuning_with_units_keeps_dropped_weights_at_zero(fitted):
 
 def test_the_slope_decides_how_many_units_tiles_keep(fitted):
     batch, targets = fitted
+    rungs = tune_rungs(batch, batch_steps(batch, 1e-3), CONFIG, targets, "cpu")
+    assert [r.units[0].sum(dim=1).tolist() for r in rungs] == [[8, 8], [4, 4], [2, 2]]
+    assert all(r.rungs is None and r.tiles is batch.tiles for r in rungs)
+    candidate = dataclasses.replace(batch, rungs=rungs)
     kept = {}
     for slope in (1e-9, 10.0):
-        cfg = CONFIG.with_overrides(slope=slope)
-        b = dataclasses.replace(batch, units=None)
-        units = choose_units(b, batch_steps(b, slope), cfg, targets, "cpu")
-        assert [tuple(u.shape) for u in units] == [(2, 8)] * 3 and units[0].dtype == torch.bool
-        counts = torch.stack([u.sum(dim=1) for u in units])  # [layers - 1, T]: one rung per tile
+        chosen = candidate.selected(slope, CONFIG)
+        assert [tuple(u.shape) for u in chosen.units] == [(2, 8)] * 3 and chosen.units[0].dtype == torch.bool
+        counts = torch.stack([u.sum(dim=1) for u in chosen.units])  # [layers - 1, T]: one rung per tile
         assert (counts == counts[0]).all()
         kept[slope] = counts[0].tolist()
+        for t, n in enumerate(kept[slope]):  # each tile's network is its rung's
+            rung = rungs[[8, 4, 2].index(n)]
+            assert torch.equal(chosen.model.weights[1][t], rung.model.weights[1][t].detach())
     assert kept[1e-9] == [8, 8]  # bits are free: the full network
     assert kept[10.0] == [2, 2]  # bits are dear: the smallest rung
+    # Estimates at a slope count the choice made at that slope.
+    assert candidate.squared_error(10.0, CONFIG).tolist() == \
+        candidate.selected(10.0, CONFIG).squared_error_at(batch_steps(candidate.selected(10.0, CONFIG), 10.0)).tolist()
+    assert batch.selected(1e-3, CONFIG) is batch  # no candidates: the batch itself
 
 
 def test_dropped_units_cost_no_bits_in_the_estimate(fitted):

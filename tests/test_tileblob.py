@@ -1,5 +1,5 @@
-"""Per-tile blob layouts (loe_codec.tileblob): ``laplace`` with a reference (format 3), without (format 2),
-and ``int8`` (format 1)."""
+"""Per-tile blob layouts (loe_codec.tileblob): ``laplace`` with unit masks (format 4), with a reference
+(formats 3 and 4), without (format 2), and ``int8`` (format 1)."""
 
 import dataclasses
 
