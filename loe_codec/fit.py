@@ -16,6 +16,10 @@ from .model import TiledLoE
 ProgressFn = Callable[[int, int, float], None]
 """``progress(step_done, total_steps, current_loss)``."""
 
+CheckpointFn = Callable[[int, TiledLoE], None]
+"""``checkpoint(step_done, model)``: called after every step with the model being fitted (on the fitting
+device, in training mode); it may evaluate the model (under ``torch.no_grad()``) but must not change it."""
+
 
 @dataclass
 class TileTarget:
@@ -77,16 +81,19 @@ class _PixelPool:
 
 
 def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarget],
-              device: str | torch.device = "cpu", progress: ProgressFn | None = None) -> TiledLoE:
+              device: str | torch.device = "cpu", progress: ProgressFn | None = None,
+              checkpoint: CheckpointFn | None = None) -> TiledLoE:
     """Fit one network per target, all in one batched model.
 
     Returns the fitted :class:`TiledLoE` (on the CPU, float32, tile ``k`` = ``targets[k]``).
+    ``checkpoint`` (see :data:`CheckpointFn`) sees the model after every step, e.g. to record a
+    convergence curve; it does not change the fit.
     """
     if not targets:
         raise ValueError("fit_tiles needs at least one tile")
     model = TiledLoE.initialised(model_cfg, [t.seed for t in targets])
     # One sampling stream per batch, seeded by its first tile.
-    return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress)
+    return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress, checkpoint=checkpoint)
 
 
 def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig, quant_cfg: QuantConfig,
@@ -111,10 +118,11 @@ def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig,
 
 
 def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.device, seed: int,
-          progress: ProgressFn | None, pool_type: type = _PixelPool) -> TiledLoE:
+          progress: ProgressFn | None, pool_type: type = _PixelPool,
+          checkpoint: CheckpointFn | None = None) -> TiledLoE:
     """``fit_cfg.steps`` Adam steps on random samples of ``targets`` drawn by ``pool_type(targets, device)``
     (anything with ``sample(per_tile, generator) -> (tile, coords, target)``); the model comes back on
-    the CPU."""
+    the CPU. ``checkpoint(step_done, model)``, if given, is called after every step."""
     model = model.to(device)
     if model.quant_steps is not None:
         model.quantize_in_loop(model.quant_steps, model.quant_offsets)  # follow the model to the device
@@ -134,6 +142,8 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
         opt.step()
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == fit_cfg.steps):
             progress(step + 1, fit_cfg.steps, float(loss.detach()) / len(targets))
+        if checkpoint is not None:
+            checkpoint(step + 1, model)
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise CodecRuntimeError("fitting diverged (non-finite weights); try a lower learning rate or fewer steps")
     return model.cpu().eval()
