@@ -20,6 +20,10 @@ PRECISIONS = ("fp32", "bf16")
 ProgressFn = Callable[[int, int, float], None]
 """``progress(step_done, total_steps, current_loss)``."""
 
+CheckpointFn = Callable[[int, TiledLoE], None]
+"""``checkpoint(step_done, model)``: called after every step with the model being fitted (on the fitting
+device, in training mode); it may evaluate the model (under ``torch.no_grad()``) but must not change it."""
+
 
 @dataclass
 class TileTarget:
@@ -82,17 +86,20 @@ class _PixelPool:
 
 def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarget],
               device: str | torch.device = "cpu", progress: ProgressFn | None = None,
-              precision: str = "fp32", dispatch: str = "auto") -> TiledLoE:
+              precision: str = "fp32", dispatch: str = "auto",
+              checkpoint: CheckpointFn | None = None) -> TiledLoE:
     """Fit one network per target, all in one batched model (``precision``, ``dispatch``: see :func:`train`).
 
     Returns the fitted :class:`TiledLoE` (on the CPU, float32, tile ``k`` = ``targets[k]``).
+    ``checkpoint`` (see :data:`CheckpointFn`) sees the model after every step, e.g. to record a
+    convergence curve; it does not change the fit.
     """
     if not targets:
         raise ValueError("fit_tiles needs at least one tile")
     model = TiledLoE.initialised(model_cfg, [t.seed for t in targets])
     # One sampling stream per batch, seeded by its first tile.
     return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress,
-                 precision=precision, dispatch=dispatch)
+                 precision=precision, dispatch=dispatch, checkpoint=checkpoint)
 
 
 def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig, quant_cfg: QuantConfig,
@@ -162,10 +169,10 @@ class FitLoop:
 
 def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.device, seed: int,
           progress: ProgressFn | None, pool_type: type = _PixelPool, precision: str = "fp32",
-          dispatch: str = "auto") -> TiledLoE:
+          dispatch: str = "auto", checkpoint: CheckpointFn | None = None) -> TiledLoE:
     """``fit_cfg.steps`` Adam steps on random samples of ``targets`` drawn by ``pool_type(targets, device)``
     (anything with ``sample(per_tile, generator) -> (tile, coords, target)``); the model comes back on
-    the CPU.
+    the CPU. ``checkpoint(step_done, model)``, if given, is called after every step.
 
     ``precision``: ``fp32``, or ``bf16`` for bfloat16 autocast (meant for CUDA; float32 weights and
     loss). ``dispatch``: the bank dispatch of :meth:`TiledLoE.forward` (``auto``: today's exact path on
@@ -181,6 +188,8 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
         loss = loop.step(step)
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == fit_cfg.steps):
             progress(step + 1, fit_cfg.steps, float(loss) / len(targets))
+        if checkpoint is not None:
+            checkpoint(step + 1, model)
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise CodecRuntimeError("fitting diverged (non-finite weights); try a lower learning rate or fewer steps")
     return model.cpu().eval()

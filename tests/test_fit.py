@@ -45,6 +45,25 @@ def test_loss_goes_down_on_a_tiny_image():
     assert last < first
 
 
+def test_checkpoint_sees_the_model_after_every_step_without_changing_the_fit():
+    targets = _targets()
+    plain = fit_tiles(MODEL, FIT, targets, device="cpu")
+    seen, mses = [], {}
+
+    def checkpoint(step, model):
+        seen.append(step)
+        if step in (1, 10, FIT.steps):
+            with torch.no_grad():
+                mses[step] = _mse(model, targets)  # evaluating mid-fit, as a convergence curve does
+
+    hooked = fit_tiles(MODEL, FIT, targets, device="cpu", checkpoint=checkpoint)
+    assert seen == list(range(1, FIT.steps + 1))
+    for pa, pb in zip(list(plain.weights) + list(plain.biases), list(hooked.weights) + list(hooked.biases)):
+        assert torch.equal(pa, pb)
+    assert mses[FIT.steps] == _mse(hooked, targets)  # the last checkpoint sees the returned weights
+    assert mses[FIT.steps] < mses[10] < mses[1]
+
+
 def test_fit_returns_cpu_float32_model_one_network_per_target():
     model = fit_tiles(MODEL, dataclasses.replace(FIT, steps=2), _targets(), device="cpu")
     assert model.num_tiles == 2
