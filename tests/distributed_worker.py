@@ -16,16 +16,19 @@ from pathlib import Path
 from support import tiny_config
 
 
-def job_config():
+def job_config(job: str = "slope"):
     """Tiny fits, 2 tiles per batch (the 40x28 crop's 6 tiles make 3 batches: ranks 0, 1, 0) and a
-    few quantization-aware steps, so that every stage runs in a fraction of a second."""
+    few quantization-aware steps, so that every stage runs in a fraction of a second; the
+    ``ladder*`` jobs let tiles choose their size."""
     cfg = tiny_config(steps=8, samples_per_tile=256)
+    ladder = (1.0, 0.5, 0.25) if job.startswith("ladder") else (1.0,)
     return dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, tiles_per_batch=2),
-                               quant=dataclasses.replace(cfg.quant, qat_steps=4))
+                               quant=dataclasses.replace(cfg.quant, qat_steps=4, unit_ladder=ladder))
 
 
 # name -> keyword arguments of loe_codec.encode ("cache" keeps its fits in OUT_DIR/cache).
-JOBS = {"slope": {}, "bpp": {"bpp": 30.0}, "psnr": {"psnr": 22.0}, "cache": {}, "resume": {"resume": True}}
+JOBS = {"slope": {}, "bpp": {"bpp": 30.0}, "psnr": {"psnr": 22.0}, "cache": {}, "resume": {"resume": True},
+        "ladder": {}, "ladder_bpp": {"bpp": 30.0}}
 
 
 def main(image: str, out_dir: str) -> None:
@@ -38,7 +41,7 @@ def main(image: str, out_dir: str) -> None:
         calls = []
         if name == "cache":
             kwargs = {"cache_dir": out / "cache"}
-        result = loe_codec.encode(image, out / f"{name}.loe", config=job_config(), device="cpu",
+        result = loe_codec.encode(image, out / f"{name}.loe", config=job_config(name), device="cpu",
                                   progress=lambda *args: calls.append(args), **kwargs)
         seen[name] = {"result": dataclasses.asdict(result), "progress_calls": len(calls)}
     # Failures on one rank only: every rank must raise the same error.

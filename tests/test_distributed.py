@@ -49,7 +49,7 @@ def test_two_processes_write_the_single_process_file(run, crop_png, tmp_path, jo
     kwargs = dict(JOBS[job])
     if job == "cache":
         kwargs = {"cache_dir": tmp_path / "cache"}
-    single = loe_codec.encode(crop_png, tmp_path / "single.loe", config=job_config(), device="cpu", **kwargs)
+    single = loe_codec.encode(crop_png, tmp_path / "single.loe", config=job_config(job), device="cpu", **kwargs)
     assert (out / f"{job}.loe").read_bytes() == (tmp_path / "single.loe").read_bytes()
     # Every rank returns rank 0's result; only rank 0 reports progress.
     assert ranks[0][job]["result"] == ranks[1][job]["result"]
