@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import time
@@ -261,6 +262,33 @@ def retune(tuned: list[FittedBatch], blobs: list[np.ndarray], target: RateTarget
     return [b for batch in tuned for b in pack_batch(batch, new, config)], config
 
 
+def slope_after_finetuning(fitted: list[FittedBatch], tuned: list[FittedBatch], slope: float, goal: float,
+                           config: CodecConfig, psnr_of: PsnrFn) -> float:
+    """For a PSNR target: the slope at which the batches, fine-tuned there, should reach ``goal``.
+
+    ``slope`` was solved on the estimate before fine-tuning, which fine-tuning beats (by the gain
+    ``tuned`` shows there over ``fitted``, the same batches before it), so the target is met at a
+    coarser slope. Assuming the same gain at coarser slopes (it grows as steps coarsen, so this
+    errs on the fine side), the coarsest slope ``>= slope`` where the estimate plus the gain
+    meets ``goal``; ``slope`` itself if fine-tuning gained nothing.
+    """
+    gain = estimated_psnr(tuned, slope, psnr_of, config) - estimated_psnr(fitted, slope, psnr_of, config)
+    if gain <= 0:
+        return slope
+    return solve_slope(lambda s: estimated_psnr(fitted, s, psnr_of, config) + gain, goal, low=slope, iterations=20)
+
+
+SECOND_PASS_FACTOR = 1.2  # a PSNR target fine-tunes again if the slope after fine-tuning is this much coarser
+
+
+def keep_units(fitted: list[FittedBatch], tuned: list[FittedBatch]) -> None:
+    """The fits ``fitted`` (copies made before fine-tuning) keep the units ``tuned`` chose, for a second
+    fine-tuning: chosen where the target was estimated reachable, so it stays reachable at the finer
+    end (re-choosing at the coarser slope dropped more units than the target allowed on kodim23)."""
+    for f, t in zip(fitted, tuned):
+        f.units, f.rungs = t.units, None
+
+
 def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device: str,
                  progress: StageProgressFn | None = None, target: RateTarget = RateTarget(),
                  cache: FitCache | None = None, ranks: Ranks = SINGLE,
@@ -272,7 +300,9 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
     ``psnr`` target needs every tile's fit first (kept in memory), one slope solved for the
     whole image (from the exact coded sizes, or the PSNR estimated on probe pixels before
     fine-tuning, which only improves it), and a second pass that re-reads each batch's pixels
-    for the quantization-aware fine-tuning. If the config prunes units, a pass in between
+    for the quantization-aware fine-tuning; a ``psnr`` target then solves the slope once more
+    with the gain fine-tuning showed, and fine-tunes the fits again there if that is much
+    coarser (:func:`slope_after_finetuning`). If the config prunes units, a pass in between
     fine-tunes every batch's candidate sizes at that slope and the slope is solved again with
     each tile's choice of size counted (so the choice and the target agree).
 
@@ -329,11 +359,32 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
             slope = slope_for_target(batches, target, config, budget, psnr_of, notes, "image")
         del batches
         config = config.with_overrides(slope=ranks.from_main(slope))
-    finished = []
-    reads = prefetched((tile_targets(image, grid, config, batch.tiles) for batch in mine), PREFETCH_BATCHES)
-    for targets, batch in zip(reads, mine):
-        finished.append(finish_batch(batch, targets, config, device, qat_progress(done, len(batch.tiles))))
-        done += len(batch.tiles)
+
+    def finish_all(batches: list[FittedBatch], cfg: CodecConfig, stage: str = "quantize") -> list[list[np.ndarray]]:
+        blobs, finished_here = [], 0
+        reads = prefetched((tile_targets(image, grid, cfg, batch.tiles) for batch in batches), PREFETCH_BATCHES)
+        for targets, batch in zip(reads, batches):
+            blobs.append(finish_batch(batch, targets, cfg, device,
+                                      qat_progress(finished_here, len(batch.tiles), stage)))
+            finished_here += len(batch.tiles)
+        return blobs
+
+    second_pass = target.psnr is not None and config.quant.qat_steps > 0
+    fitted = copy.deepcopy(mine) if second_pass else None
+    finished = finish_all(mine, config)
+    if second_pass:  # fine-tuning beat the estimate the slope was solved on: solve again, fine-tune there
+        keep_units(fitted, mine)
+        both = ranks.gather((fitted, mine))
+        new = None
+        if ranks.main:
+            new = slope_after_finetuning(ranks.in_batch_order([f for f, _ in both]),
+                                         ranks.in_batch_order([t for _, t in both]), config.quant.slope,
+                                         target.psnr, config, psnr_of)
+        new = ranks.from_main(new)
+        if new > SECOND_PASS_FACTOR * config.quant.slope:
+            config = config.with_overrides(slope=new)
+            mine = fitted
+            finished = finish_all(mine, config, "quantize again")
     # The fine-tuned networks meet on rank 0 too, which may re-solve the slope on them.
     per_rank = ranks.gather((finished, mine if config.quant.qat_steps > 0 else None))
     if not ranks.main:

@@ -12,6 +12,7 @@ pixel per frame, ``psnr`` the mean per-frame PSNR.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Iterator
 
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 
 from .config import CodecConfig
-from .encode import PsnrFn, RateTarget, StageProgressFn, add_rungs, finish_batch, retune, slope_for_target
+from .encode import (SECOND_PASS_FACTOR, PsnrFn, RateTarget, StageProgressFn, add_rungs, finish_batch, keep_units,
+                     retune, slope_after_finetuning, slope_for_target)
 from .reference import tile_seed
 from .fitcache import FitCache
 from .fitted import PSNR_PROBE_SAMPLES, FittedBatch
@@ -166,8 +168,17 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
                 done += len(batch.tiles)
             config = config.with_overrides(slope=slope_for_target(fitted, target, config, budget, psnr_of, notes,
                                                                   "video"))
+        second_pass = target.psnr is not None and config.quant.qat_steps > 0
+        untuned = copy.deepcopy(fitted) if second_pass else None
         for batch, (_, targets) in zip(fitted, video_batches(source, grid, config)):
             blobs += finish(batch, targets, len(blobs), config)
+        if second_pass:  # as for images: fine-tuning beat the estimate; fine-tune again at a coarser slope
+            keep_units(untuned, fitted)
+            new = slope_after_finetuning(untuned, fitted, config.quant.slope, target.psnr, config, psnr_of)
+            if new > SECOND_PASS_FACTOR * config.quant.slope:
+                config, fitted, blobs = config.with_overrides(slope=new), untuned, []
+                for batch, (_, targets) in zip(fitted, video_batches(source, grid, config)):
+                    blobs += finish(batch, targets, len(blobs), config)
         blobs, config = retune(fitted, blobs, target, config, budget, psnr_of)
     return [torch.from_numpy(b.copy()) for b in blobs], config
 
