@@ -29,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # paragraphs of the docstrings reflow to the terminal's width
 )
 err = Console(stderr=True)
 
@@ -183,9 +184,10 @@ def encode(
 
     The preset picks the network and how long it is fitted; --bpp, --psnr or -q pick the
     rate (at most one of them; for videos bpp counts bits per pixel per frame and PSNR is the
-    mean per frame). The weights are quantized with steps chosen per tile and layer (more
-    bits where they buy more quality), fine-tuned with the quantizer in the loop, then
-    entropy-coded.
+    mean per frame). Each image tile keeps all, 3/4, 1/2 or 1/4 of its network's hidden units,
+    whichever costs least at the rate (flat tiles get small networks where bits are dear); the
+    weights are quantized with steps chosen per tile and layer (more bits where they buy more
+    quality), fine-tuned with the quantizer in the loop, then entropy-coded.
 
     Under torchrun (e.g. torchrun --nproc-per-node 8 -m cli encode ...) the processes share the
     tiles (one GPU each) and rank 0 alone writes the file and prints.
