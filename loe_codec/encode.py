@@ -321,8 +321,9 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
                 progress(stage, done_before * steps + step * size, total)
         return report
 
-    def size_progress(done_before: int, size: int):
-        return qat_progress(done_before * len(config.quant.unit_ladder), size, "sizes", size_total)
+    def size_progress(done_before: int, size: int):  # the candidates of a batch: one tile per tile and rung
+        rungs = len(config.quant.unit_ladder)
+        return qat_progress(done_before * rungs, size * rungs, "sizes", size_total)
 
     def in_tile_order(per_rank: list[list[list[np.ndarray]]]) -> list[np.ndarray]:
         return [blob for blobs in ranks.in_batch_order(per_rank) for blob in blobs]
@@ -353,7 +354,6 @@ def fit_and_pack(image: ImageSource, grid: TileGrid, config: CodecConfig, device
         for targets, batch in zip(reads, mine):
             add_rungs(batch, targets, config, device, size_progress(done, len(batch.tiles)))
             done += len(batch.tiles)
-        done = 0
         batches = ranks.in_batch_order(ranks.gather(mine))
         if ranks.main:
             slope = slope_for_target(batches, target, config, budget, psnr_of, notes, "image")

@@ -132,8 +132,8 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
     rungs = len(config.quant.unit_ladder)
     size_total = float(len(grid) * rungs * (config.quant.qat_steps // SHORT_QAT_FRACTION))
 
-    def sizes(done: int, n: int):
-        return stage("sizes", done * rungs, n, size_total)
+    def sizes(done: int, n: int):  # the candidates of a batch: one block per block and rung
+        return stage("sizes", done * rungs, n * rungs, size_total)
 
     def finish(batch: FittedBatch, targets: list[BlockTarget], done: int, cfg: CodecConfig) -> list[np.ndarray]:
         return finish_batch(batch, targets, cfg, device, stage("quantize", done, len(batch.tiles), qat_total),

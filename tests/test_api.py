@@ -208,12 +208,13 @@ def test_bpp_target_with_a_unit_ladder_is_hit_and_its_tiles_choose_sizes(rate_pn
     # fitted well enough that a full one is the better choice where bits are cheap).
     cfg = tiny_config(steps=100)
     cfg = dataclasses.replace(cfg, quant=dataclasses.replace(cfg.quant, qat_steps=8, unit_ladder=(1.0, 0.5, 0.25)))
-    stages = set()
+    last = {}
     loe_codec.encode(rate_png, tmp_path / "x.loe", config=cfg, bpp=bpp, device="cpu", measure_psnr=False,
-                     progress=lambda stage, done, total: stages.add(stage))
+                     progress=lambda stage, done, total: last.__setitem__(stage, (done, total)))
     actual = (tmp_path / "x.loe").stat().st_size * 8 / (64 * 48)
     assert actual == pytest.approx(bpp, rel=0.05), actual
-    assert {"fit", "sizes", "quantize"} <= stages
+    assert {"fit", "sizes", "quantize"} <= set(last)
+    assert last["sizes"][0] == last["sizes"][1] > 0  # the candidates' bar ends full
     kept = loe_codec.info(tmp_path / "x.loe")["units_kept"]
     assert sum(kept["tiles_by_fraction"].values()) == 12
 
