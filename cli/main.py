@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cli.summaries import quant_summary, size_summary, units_summary
 from cli.threads import limit_threads_on_a_busy_cpu
 
 app = typer.Typer(
@@ -174,7 +175,7 @@ def encode(
         False, "--resume",
         help="Keep finished fits in OUTPUT.fits/ so a killed encode, run again with the same command, skips "
              "them (the folder is removed once the file is written)."),
-    chunk: Optional[int] = typer.Option(None, "--chunk", help="Video only: frames per block (overrides the preset)."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="Video only: frames per block (default: the preset's; with --bpp, chosen from the rate)."),
     device: str = DeviceOpt,
     no_measure: bool = typer.Option(False, "--no-measure", help="Skip decoding the result to report its PSNR."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -295,24 +296,11 @@ def info(
         f"size {data['tiles']['size']}, margin {data['tiles']['margin']})",
         f"  model  preset {data['preset']}: width {m['width']}, banks {list(m['banks'])} per dim, "
         f"{m['arrangement']}, {m['blend']}, {m['activation']}, {m['parameters_per_tile']} parameters/tile",
-        f"  quant  {_quant_summary(data['quantization'])}",
-        *([_units_summary(data["units_kept"])] if "units_kept" in data else []),
-        f"  size   {data['bytes']} bytes ({', '.join(f'{v} {k}' for k, v in data['rate_split'].items())}), "
-        f"{data['bpp']:.4f} bpp"
+        f"  quant  {quant_summary(data['quantization'])}",
+        *([units_summary(data["units_kept"])] if "units_kept" in data else []),
+        f"{size_summary(data)}, {data['bpp']:.4f} bpp"
         + (f", PSNR at encode {psnr:.2f} dB" if psnr is not None else ""),
     ]))
-
-
-def _quant_summary(q: dict) -> str:
-    if q.get("scheme") == "int8":
-        return f"{q['bits']}-bit raw weights (format 1), {q['bias_dtype']} biases"
-    return (f"range-coded weights, rate-distortion slope {q['slope']:g}, {q['qat_steps']} quantization-aware "
-            f"steps, {q['bias_dtype']} biases")
-
-
-def _units_summary(kept: dict) -> str:
-    tiles = ", ".join(f"{n} at {fraction}" for fraction, n in kept["tiles_by_fraction"].items())
-    return f"  units  tiles keeping a fraction of their hidden units: {tiles} (mean {kept['mean_fraction']:.2f})"
 
 
 @app.command("eval")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 
+from cli.summaries import quant_summary, size_summary, units_summary
 from loe_codec.errors import UsageError
 
 
@@ -74,8 +75,9 @@ def info_summary(data: dict) -> str:
         f"{b['chunks']} chunks of {b['chunk_frames']} frames, margin {b['time_margin']})",
         f"  model  preset {data['preset']}: 3-D, width {m['width']}, banks {list(m['banks'])} per dim, "
         f"{m['arrangement']}, {m['blend']}, {m['activation']}, {m['parameters_per_block']} parameters/block",
-        f"  quant  {data['quantization']['bits']}-bit weights, {data['quantization']['bias_dtype']} biases",
-        f"  size   {data['bytes']} bytes ({data['header_bytes']} header), {data['bpp']:.4f} bpp per frame"
+        f"  quant  {quant_summary(data['quantization'])}",
+        *([units_summary(data["units_kept"], "blocks")] if "units_kept" in data else []),
+        f"{size_summary(data)}, {data['bpp']:.4f} bpp per frame"
         + (f", mean PSNR at encode {psnr:.2f} dB" if psnr is not None else ""),
     ])
 

@@ -35,6 +35,7 @@ from .fitcache import FitCache
 from .metrics import ErrorAccumulator, psnr_from_mse
 from .video_container import TimeConfig, VideoHeader, VideoInfo, VideoReader, write_video_codec
 from .video_encode import fit_and_pack_video, placeholder_stats, with_config
+from .tiling import TileGrid
 from .video_tiling import SpaceTimeGrid
 from .videoio import VideoSource, as_rate, check_video_output, write_video
 
@@ -52,6 +53,14 @@ class VideoConfig:
 
     codec: CodecConfig
     time: TimeConfig = TimeConfig()
+    bits_per_parameter: float | None = None
+    """With a ``bpp`` target and no chunk asked for: frames per block chosen so that every block's share
+    of the bits is about this many bits per network parameter, with a narrower network where even the
+    longest block falls short (:func:`blocks_for_rate`); None: always ``time.chunk`` and the model."""
+
+    def __post_init__(self) -> None:
+        if self.bits_per_parameter is not None and not self.bits_per_parameter > 0:
+            raise UsageError(f"bits_per_parameter must be > 0, got {self.bits_per_parameter}")
 
     def with_overrides(self, *, steps: int | None = None, tile: int | None = None, seed: int | None = None,
                        chunk: int | None = None) -> "VideoConfig":
@@ -62,11 +71,13 @@ class VideoConfig:
         return cfg
 
 
-def _video_preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfig, time: TimeConfig) -> VideoConfig:
+def _video_preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfig, time: TimeConfig,
+                  bits_per_parameter: float | None = None) -> VideoConfig:
     # The images' quality-50 slope and 1/16 of the fit's steps of quantization-aware fine-tuning
     # (not tuned on video yet).
     quant = QuantConfig(slope=1e-3, qat_steps=fit.steps // 16, qat_learning_rate=1e-3)
-    return VideoConfig(CodecConfig(model=model, fit=fit, quant=quant, tile=tile, preset=name), time)
+    return VideoConfig(CodecConfig(model=model, fit=fit, quant=quant, tile=tile, preset=name), time,
+                       bits_per_parameter)
 
 
 # Measured on carphone (176x144, 120 frames) on a 2-core CPU: see benchmarks/README.md.
@@ -75,14 +86,49 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
         "video-fast", ModelConfig(dims=3, width=16, banks=(1, 2, 2, 1)),
         FitConfig(steps=300, samples_per_tile=2048, learning_rate=3e-2), TileConfig(size=256, margin=4),
         TimeConfig(chunk=8, margin=2)),
-    # On the first 32 frames of carphone, 600 steps: lr 3e-2 beat 1e-2 by 2.4 dB, 4096 samples per step beat
-    # 1024 by 0.8 dB, 6 encoding octaves beat 4 by 0.5 dB; 2400 steps gained 3.3 dB over 600 (chunk 16), and
-    # one 32-frame block costs half the bits of two 16-frame ones. 2e-2: 3e-2 diverged on long image fits.
+    # On carphone (whole clip, 2-core CPU; benchmarks/README.md): one 120-frame block of width 40 fitted
+    # for 16 000 steps reached 28.99 / 29.47 dB at 0.06 / 0.1 bpp where the former preset (width 24,
+    # 4000 steps, 32-frame blocks) reached 25.18 / 27.03. Longer blocks win at low rates and shorter ones
+    # at high rates (more parameters): below ~4 bits per parameter the quantized networks collapse
+    # (two 60-frame blocks: 24.07 dB at 0.06 bpp, 30.72 at 0.16), hence the chunk follows the rate.
+    # lr 2e-2 beat 1e-2 at 16 000 steps (28.38 vs 27.78 dB); width 56 trained worse than 40 at this lr.
     "video": _video_preset(
-        "video", ModelConfig(dims=3, width=24, banks=(1, 2, 2, 2, 1), pe_frequencies=6),
-        FitConfig(steps=4000, samples_per_tile=4096, learning_rate=2e-2), TileConfig(size=256, margin=4),
-        TimeConfig(chunk=32, margin=2)),
+        "video", ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6),
+        FitConfig(steps=16000, samples_per_tile=4096, learning_rate=2e-2), TileConfig(size=256, margin=4),
+        TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0),
 }
+
+
+AUTO_CHUNKS = (16, 120)  # the frames per block :func:`blocks_for_rate` chooses from
+MIN_AUTO_WIDTH = 8  # the narrowest network it falls back to
+NARROW_BELOW = 0.8  # ... where a block would get less than this fraction of its bits per parameter
+
+
+def blocks_for_rate(config: VideoConfig, width: int, height: int, frames: int, bpp: float) -> VideoConfig:
+    """``config`` with its blocks sized for ``bpp`` (bits per pixel per frame) on a ``width x height x
+    frames`` video: about ``config.bits_per_parameter`` bits per network parameter in every block.
+
+    The frames per block follow the rate (within :data:`AUTO_CHUNKS`, rounded to the near-equal
+    chunks the time axis is cut into, so that rates giving the same blocks share their fits); where
+    even the longest block (or the whole clip) leaves well under that many bits per parameter
+    (:data:`NARROW_BELOW`), the network is made narrower instead (down to :data:`MIN_AUTO_WIDTH`): below ~4 bits per parameter coarse steps
+    wreck the networks (carphone at 0.03 bpp, one 120-frame block: width 26 reached 27.08 dB,
+    width 40 23.68)."""
+    codec = config.codec
+    tiles = len(TileGrid(width, height, codec.tile.size, codec.tile.margin))
+    pixels_per_block_frame = width * height / tiles
+    target = config.bits_per_parameter
+    frames_per_block = codec.model.parameter_count() * target / (bpp * pixels_per_block_frame)
+    chunk = min(AUTO_CHUNKS[1], max(AUTO_CHUNKS[0], round(frames_per_block)))
+    chunk = max(1, math.ceil(frames / math.ceil(frames / chunk)))
+    model = codec.model
+    affordable = bpp * pixels_per_block_frame * chunk / target  # parameters at the target's bits each
+    capped = frames_per_block > min(frames, AUTO_CHUNKS[1])  # not merely rounded to whole chunks
+    if capped and model.parameter_count() * NARROW_BELOW > affordable:  # the longest block is well short
+        while model.width > MIN_AUTO_WIDTH and model.parameter_count() > affordable:
+            model = dataclasses.replace(model, width=model.width - 1)
+    sized = config.with_overrides(chunk=chunk)
+    return dataclasses.replace(sized, codec=dataclasses.replace(sized.codec, model=model))
 
 
 def video_preset(name: str) -> VideoConfig:
@@ -128,7 +174,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     ``preset`` names a :data:`VIDEO_PRESETS` entry (or pass a full ``config``);
     ``steps``, ``tile``, ``seed`` and ``chunk`` (frames per block) override it.
     At most one rate choice, as for images (:func:`loe_codec.encode`): ``bpp``
-    (the file's bits per pixel per frame), ``psnr`` (the smallest file whose
+    (the file's bits per pixel per frame; unless ``chunk`` is given, a preset with
+    ``bits_per_parameter`` then sizes the blocks for it: :func:`blocks_for_rate`), ``psnr`` (the smallest file whose
     estimated mean per-frame PSNR reaches it) or ``quality`` (0..100, the
     images' ladder of slopes); the slope it resolves to is stored in the
     file's config. Audio is not coded: an input with audio gives an
@@ -155,6 +202,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     check_output_location(output)
     device = resolve_device(device)
     src = VideoSource(source)
+    if bpp is not None and chunk is None and vcfg.bits_per_parameter is not None:
+        vcfg = blocks_for_rate(vcfg, src.width, src.height, src.frames, bpp)
     audio = "dropped" if src.audio_streams else "none"
     if src.audio_streams:
         warnings.warn(f"{src.path}: audio is not coded; its {src.audio_streams} audio stream(s) are dropped",
@@ -412,11 +461,14 @@ class LoeVideo:
         return req.space.out_width, req.space.out_height, count
 
     def info(self) -> dict:
-        """Dimensions, frames, frame rate, blocks, model, bytes and bits per pixel per frame."""
+        """Dimensions, frames, frame rate, blocks, model, bytes (and what they hold) and bits per pixel per frame."""
+        from .api import rate_split, units_kept
+
         cfg = self.config
         size = self.reader.size_bytes
         payload = self.reader.payload_bytes()
         g = self.grid
+        units = [self.reader.tile_units(k) for k in range(len(g))] if cfg.quant.prunes_units else None
         return {
             "path": str(self.reader.path),
             "kind": "video",
@@ -441,6 +493,8 @@ class LoeVideo:
             "bytes": size,
             "payload_bytes": payload,
             "header_bytes": size - payload,
+            "rate_split": rate_split(cfg, len(g), payload, size, units),
+            **({} if units is None else {"units_kept": units_kept(cfg, units)}),
             "bpp": bits_per_voxel(size, self.width, self.height, self.frames),
             "stats": self.header.stats,
         }

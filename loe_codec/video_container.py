@@ -35,7 +35,7 @@ from safetensors.torch import save, save_file
 from .config import CodecConfig
 from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, checked_version, config_from_header, \
     load_header_json, open_loe
-from .tileblob import unpack_tile
+from .tileblob import Units, stored_units, unpack_tile, units_prefix_bytes
 from .errors import FormatError
 from .files import atomic_output
 from .video_tiling import SpaceTimeGrid
@@ -231,6 +231,14 @@ class VideoReader:
             raise
         except Exception as exc:
             raise FormatError(f"block {index} of {self.path} cannot be unpacked ({_first_line(exc)})") from None
+
+    def tile_units(self, index: int) -> Units | None:
+        """The hidden units block ``index`` keeps (bool ``[width]`` per hidden layer), read from the start of
+        its blob alone (no checksum: for reports); None if the file's blocks keep every unit."""
+        if not self.config.quant.prunes_units:
+            return None
+        prefix = self._file.get_slice(f"block.{index}")[:units_prefix_bytes(self.config)].numpy()
+        return stored_units(self.config, prefix)
 
     def payload_bytes(self) -> int:
         return sum(int(np.prod(self._file.get_slice(f"block.{k}").get_shape()))

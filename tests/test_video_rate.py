@@ -5,15 +5,18 @@ On ``samples/carphone_12f.mp4`` with the tiny 3-D networks of :mod:`test_video` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
 
+import loe_codec
 from cli.main import app
 from loe_codec.config import slope_for_quality
 from loe_codec.errors import UsageError
-from loe_codec.video import LoeVideo, encode_video
+from loe_codec.video import AUTO_CHUNKS, MIN_AUTO_WIDTH, LoeVideo, blocks_for_rate, encode_video, video_preset
 from test_video import CLIP, FAST_VIDEO, tiny_video_config
 
 
@@ -104,3 +107,74 @@ def test_cli_resume_for_video(tmp_path):
     r = CliRunner().invoke(app, ["encode", str(CLIP), "-o", str(out), *FAST_VIDEO, "--resume", "--no-measure"])
     assert r.exit_code == 0, r.output
     assert out.exists() and not (tmp_path / "c.loe.fits").exists()
+
+
+def test_blocks_choose_their_size_and_info_reports_it(tmp_path):
+    """With a unit ladder, each block keeps the rung of least error + slope x bits; `loe info` counts them."""
+    vcfg = tiny_video_config()
+    vcfg = dataclasses.replace(vcfg, codec=dataclasses.replace(
+        vcfg.codec, quant=dataclasses.replace(vcfg.codec.quant, unit_ladder=(1.0, 0.5), qat_steps=8)))
+    result = encode_video(CLIP, tmp_path / "u.loe", config=vcfg, device="cpu", bpp=1.0)
+    assert abs(result.bpp - 1.0) < 0.05, result
+    info = loe_codec.info(result.path)
+    kept = info["units_kept"]
+    assert sum(kept["tiles_by_fraction"].values()) == 27 and set(kept["tiles_by_fraction"]) <= {"1", "0.5"}
+    assert sum(info["rate_split"].values()) == info["bytes"] and info["rate_split"]["header"] > 0
+    with LoeVideo(result.path) as clip:
+        assert clip.decode(device="cpu").shape == (12, 72, 88, 3)
+    r = CliRunner().invoke(app, ["info", str(result.path)])
+    assert r.exit_code == 0 and "blocks keeping a fraction of their hidden units" in r.stdout, r.output
+    assert "range-coded weights" in r.stdout
+
+
+def test_info_of_blocks_that_keep_every_unit(tmp_path):
+    info = loe_codec.info(_encode(tmp_path, "a", quality=50).path)
+    assert "units_kept" not in info and sum(info["rate_split"].values()) == info["bytes"]
+
+
+def _chunk(vcfg, width, height, frames, bpp) -> int:
+    return blocks_for_rate(vcfg, width, height, frames, bpp).time.chunk
+
+
+def test_chunk_follows_the_rate():
+    """Fewer, longer blocks at low rates: about ``bits_per_parameter`` bits per parameter in each block."""
+    vcfg = video_preset("video")
+    chunks = [_chunk(vcfg, 176, 144, 120, bpp) for bpp in (0.03, 0.06, 0.1, 0.16, 0.5, 5.0)]
+    assert chunks == sorted(chunks, reverse=True) and chunks[0] == AUTO_CHUNKS[1] == 120
+    assert chunks[-1] == math.ceil(120 / math.ceil(120 / AUTO_CHUNKS[0]))  # 8 near-equal chunks of <= 16
+    per_block = 176 * 144 * chunks[3]  # one 256-px tile per frame here
+    bits_per_parameter = 0.16 * per_block / vcfg.codec.model.parameter_count()
+    # whole chunks: never more bits per parameter than asked (+ a frame of rounding), at least half
+    assert vcfg.bits_per_parameter / 2 < bits_per_parameter <= vcfg.bits_per_parameter * 1.05
+    # rounded to the near-equal chunks the frames are cut into: 110 frames at <= 50 -> 3 chunks of 37
+    raw = round(vcfg.codec.model.parameter_count() * 5.0 / (0.16 * 176 * 144))
+    assert raw == 50 and _chunk(vcfg, 176, 144, 110, 0.16) == 37
+    with pytest.raises(UsageError):
+        dataclasses.replace(vcfg, bits_per_parameter=0.0)
+
+
+def test_network_narrows_where_the_longest_block_is_short_of_bits():
+    vcfg = video_preset("video")
+    for frames, bpp in ((120, 0.06), (120, 0.1), (60, 0.16)):  # enough bits: the preset's network
+        assert blocks_for_rate(vcfg, 176, 144, frames, bpp).codec.model == vcfg.codec.model
+    low = blocks_for_rate(vcfg, 176, 144, 120, 0.03)
+    assert low.time.chunk == 120 and MIN_AUTO_WIDTH < low.codec.model.width < vcfg.codec.model.width
+    model = low.codec.model
+    affordable = 0.03 * 176 * 144 * 120 / vcfg.bits_per_parameter
+    assert model.parameter_count() <= affordable < dataclasses.replace(model, width=model.width + 1).parameter_count()
+    short = blocks_for_rate(vcfg, 176, 144, 30, 0.06)  # a short clip: one block of all its frames, narrower
+    assert short.time.chunk == 30 and short.codec.model.width < vcfg.codec.model.width
+    assert blocks_for_rate(vcfg, 176, 144, 120, 1e-4).codec.model.width == MIN_AUTO_WIDTH
+    assert low.codec.model.banks == vcfg.codec.model.banks and low.codec.fit == vcfg.codec.fit
+
+
+def test_bpp_encode_chooses_the_chunk_unless_asked(tmp_path):
+    vcfg = dataclasses.replace(tiny_video_config(), bits_per_parameter=4.0)
+    chosen = _chunk(vcfg, 88, 72, 12, 1.0)
+    assert chosen != vcfg.time.chunk
+    auto = encode_video(CLIP, tmp_path / "a.loe", config=vcfg, device="cpu", bpp=1.0)
+    asked = encode_video(CLIP, tmp_path / "b.loe", config=vcfg, device="cpu", bpp=1.0, chunk=4)
+    plain = encode_video(CLIP, tmp_path / "c.loe", config=vcfg, device="cpu", quality=50)
+    frames = [loe_codec.info(r.path)["blocks"]["chunk_frames"] for r in (auto, asked, plain)]
+    assert frames == [chosen, 4, vcfg.time.chunk]
+    assert abs(auto.bpp - 1.0) < 0.05
