@@ -1,0 +1,73 @@
+"""Video block sizes: one clip encoded at a few ``--bpp`` rates with a video preset changed by overrides.
+
+Each run names a variant and gives its changes to the preset as JSON (``model`` / ``fit`` /
+``quant`` fields, ``chunk``: frames per block); the rates share one fit through a fit cache
+(``--cache DIR/NAME``). Prints and appends one JSON line per rate (bpp, mean per-frame PSNR,
+seconds, blocks) to ``--out``. Used for the size sweep of benchmarks/README.md ("Video blocks
+sized by the rate")::
+
+    python benchmarks/video_sizes.py clip.mp4 w40_c120 '{"chunk": 120, "model": {"width": 40}}' \\
+        0.06,0.1,0.16 --out benchmarks/results/video_sizes_cpu.jsonl
+
+A first 32 or 64 frames of a clip: cut them losslessly first (``loe bench --frames`` does the
+same for its codecs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loe_codec import video  # noqa: E402
+
+
+def variant(preset: str, changes: dict) -> tuple[video.VideoConfig, int | None]:
+    """The preset with ``changes`` applied, and the chunk asked for (None: the preset's / the rate's)."""
+    base = video.video_preset(preset)
+    codec = base.codec
+    parts = {name: dataclasses.replace(getattr(codec, name), **{k: tuple(v) if isinstance(v, list) else v
+                                                                 for k, v in changes.get(name, {}).items()})
+             for name in ("model", "fit", "quant")}
+    return dataclasses.replace(base, codec=dataclasses.replace(codec, **parts)), changes.get("chunk")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source")
+    ap.add_argument("name", help="the variant's name (also its fit cache folder)")
+    ap.add_argument("changes", help='JSON: {"model": {...}, "fit": {...}, "quant": {...}, "chunk": N}')
+    ap.add_argument("bpp", help="comma-separated rates, bits per pixel per frame")
+    ap.add_argument("--preset", default="video")
+    ap.add_argument("--cache", default="video_sizes_cache", help="folder of the fit caches")
+    ap.add_argument("--work", default=".", help="folder for the .loe files")
+    ap.add_argument("--out", help="append the JSON lines here")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    config, chunk = variant(args.preset, json.loads(args.changes))
+    for bpp in (float(b) for b in args.bpp.split(",")):
+        t0 = time.perf_counter()
+        result = video.encode_video(args.source, Path(args.work) / f"{args.name}_{bpp}.loe", config=config, bpp=bpp,
+                                    chunk=chunk, device="cpu", cache_dir=Path(args.cache) / args.name)
+        with video.LoeVideo(result.path) as clip:
+            info = clip.info()
+        line = {"variant": args.name, "changes": json.loads(args.changes), "source": args.source, "bpp": bpp,
+                "file_bpp": round(result.bpp, 4), "psnr": round(result.psnr, 3), "blocks": result.blocks,
+                "chunk": info["blocks"]["chunk_frames"], "width": info["model"]["width"],
+                "parameters_per_block": info["model"]["parameters_per_block"],
+                "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                     time.gmtime())}
+        print(json.dumps(line), flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
