@@ -141,14 +141,15 @@ def test_chunk_follows_the_rate():
     vcfg = video_preset("video")
     chunks = [_chunk(vcfg, 176, 144, 120, bpp) for bpp in (0.03, 0.06, 0.1, 0.16, 0.5, 5.0)]
     assert chunks == sorted(chunks, reverse=True) and chunks[0] == AUTO_CHUNKS[1] == 120
-    assert chunks[-1] == math.ceil(120 / math.ceil(120 / AUTO_CHUNKS[0]))  # 8 near-equal chunks of <= 16
-    per_block = 176 * 144 * chunks[3]  # one 256-px tile per frame here
-    bits_per_parameter = 0.16 * per_block / vcfg.codec.model.parameter_count()
-    # whole chunks: never more bits per parameter than asked (+ a frame of rounding), at least half
-    assert vcfg.bits_per_parameter / 2 < bits_per_parameter <= vcfg.bits_per_parameter * 1.05
-    # rounded to the near-equal chunks the frames are cut into: 110 frames at <= 50 -> 3 chunks of 37
+    assert chunks[-1] == AUTO_CHUNKS[0] - 1  # 8 near-equal chunks of 15 (the nearest count to 120 / 16)
+    for bpp, chunk in zip((0.1, 0.16), chunks[2:4]):
+        per_block = 176 * 144 * chunk  # one 256-px tile per frame here
+        bits_per_parameter = bpp * per_block / vcfg.codec.model.parameter_count()
+        # the nearest whole number of chunks: within a factor 1.5 of the bits per parameter asked
+        assert vcfg.bits_per_parameter / 1.5 < bits_per_parameter < vcfg.bits_per_parameter * 1.5
+    # 50 frames per block asked: 110 frames -> 2 chunks of 55 (2.2 is nearer 2 than 3)
     raw = round(vcfg.codec.model.parameter_count() * 5.0 / (0.16 * 176 * 144))
-    assert raw == 50 and _chunk(vcfg, 176, 144, 110, 0.16) == 37
+    assert raw == 50 and _chunk(vcfg, 176, 144, 110, 0.16) == 55 and _chunk(vcfg, 176, 144, 140, 0.16) == 47
     with pytest.raises(UsageError):
         dataclasses.replace(vcfg, bits_per_parameter=0.0)
 
