@@ -7,7 +7,8 @@ PSNR of its decode against the reference frames ``[F, H, W, 3]``.
 * ``loe``: :func:`loe_codec.video.encode_video`, settings ``PRESET[/STEPS][@qN|@bppX]``
   (video presets); one fit per clip and preset shared by its rate points (a fit cache).
 * ``mlp``: the same with the preset's network as a plain MLP of (at most) equal
-  parameters (:func:`~loe_codec.config.mlp_baseline`: every bank 1, width grown).
+  parameters (:func:`~loe_codec.config.mlp_baseline`: every bank 1, width grown), fitted at
+  its own learning rate (:data:`MLP_LEARNING_RATE`).
 * ``frames``: every frame an independent loe image (:func:`loe_codec.encode`, image
   presets), bytes summed over the frames' files.
 * ``x264`` / ``x265``: libx264 / libx265 through PyAV, preset medium, yuv420p, a CRF sweep.
@@ -29,6 +30,12 @@ from .loe import LoeCodec, LoeSetting, loe_setting
 from .videos import BenchVideo, mean_frame_psnr
 
 
+# The `video` preset's width-40 network as a plain MLP is 108 wide: at the preset's lr 2e-2, and at
+# 1e-2, it does not train (carphone: a constant picture, 11.5 dB); at 2e-3 it does (24.8 dB after
+# 4000 steps). See benchmarks/README.md.
+MLP_LEARNING_RATE = 2e-3
+
+
 class LoeVideoCodec(LoeCodec):
     """loe video (or, with ``mlp``, its plain-MLP baseline of equal parameters)."""
 
@@ -38,8 +45,9 @@ class LoeVideoCodec(LoeCodec):
         super().__init__(device, steps)
         self.mlp = mlp
         self.name, self.label = ("mlp", "plain MLP") if mlp else ("loe", "loe video")
-        self.describe = (f"loe_codec.video.encode_video(src, out.loe, config=<video preset"
-                         f"{' as a plain MLP of equal parameters' if mlp else ''}>, device={self.device!r})"
+        as_mlp = f" as a plain MLP of equal parameters at lr {MLP_LEARNING_RATE:g}" if mlp else ""
+        self.describe = (f"loe_codec.video.encode_video(src, out.loe, config=<video preset{as_mlp}>, "
+                         f"device={self.device!r})"
                          + (f", fitting steps overridden to {steps}" if steps is not None else ""))
 
     def parse(self, setting: str) -> LoeSetting:
@@ -57,7 +65,7 @@ class LoeVideoCodec(LoeCodec):
         s = self.parse(setting)
         config = video_preset(s.preset)
         if self.mlp:
-            config = dataclasses.replace(config, codec=mlp_baseline(config.codec))
+            config = dataclasses.replace(config, codec=mlp_baseline(config.codec, MLP_LEARNING_RATE))
         steps = self.steps if self.steps is not None else s.steps
         with tempfile.TemporaryDirectory(prefix="loe-bench-") as tmp:
             out = Path(tmp) / f"{video.name}.loe"
