@@ -175,7 +175,8 @@ def encode(
         False, "--resume",
         help="Keep finished fits in OUTPUT.fits/ so a killed encode, run again with the same command, skips "
              "them (the folder is removed once the file is written)."),
-    chunk: Optional[int] = typer.Option(None, "--chunk", help="Video only: frames per block (default: the preset's; with --bpp, chosen from the rate)."),
+    chunk: Optional[int] = typer.Option(
+        None, "--chunk", help="Video only: frames per block (default: the preset's; with --bpp, chosen from the rate)."),
     device: str = DeviceOpt,
     no_measure: bool = typer.Option(False, "--no-measure", help="Skip decoding the result to report its PSNR."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

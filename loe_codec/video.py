@@ -91,7 +91,8 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # 4000 steps, 32-frame blocks) reached 25.18 / 27.03. Longer blocks win at low rates and shorter ones
     # at high rates (more parameters): below ~4 bits per parameter the quantized networks collapse
     # (two 60-frame blocks: 24.07 dB at 0.06 bpp, 30.72 at 0.16), hence the chunk follows the rate.
-    # lr 2e-2 beat 1e-2 at 16 000 steps (28.38 vs 27.78 dB); width 56 trained worse than 40 at this lr.
+    # lr 2e-2 beat 1e-2 at 16 000 steps (width 24, first 32 frames: 28.38 vs 27.78 dB at 0.1 bpp); width
+    # 56 trained worse than 40 at this lr.
     "video": _video_preset(
         "video", ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6),
         FitConfig(steps=16000, samples_per_tile=4096, learning_rate=2e-2), TileConfig(size=256, margin=4),
@@ -110,11 +111,10 @@ def blocks_for_rate(config: VideoConfig, width: int, height: int, frames: int, b
 
     The frames per block follow the rate (within :data:`AUTO_CHUNKS`, rounded to the nearest whole
     number of the near-equal chunks the time axis is cut into, so that rates giving the same blocks
-    share their fits); where
-    even the longest block (or the whole clip) leaves well under that many bits per parameter
-    (:data:`NARROW_BELOW`), the network is made narrower instead (down to :data:`MIN_AUTO_WIDTH`): below ~4 bits per parameter coarse steps
-    wreck the networks (carphone at 0.03 bpp, one 120-frame block: width 26 reached 27.08 dB,
-    width 40 23.68)."""
+    share their fits). Where even the longest block (or the whole clip) leaves well under that many
+    bits per parameter (:data:`NARROW_BELOW`), the network is made narrower instead (down to
+    :data:`MIN_AUTO_WIDTH`): below ~4 bits per parameter coarse steps wreck the networks (carphone
+    at 0.03 bpp, one 120-frame block: width 26 reached 27.08 dB, width 40 23.68)."""
     codec = config.codec
     tiles = len(TileGrid(width, height, codec.tile.size, codec.tile.margin))
     pixels_per_block_frame = width * height / tiles
