@@ -72,6 +72,17 @@ class ModelConfig:
         """Total banks (``n**dims``) of every layer."""
         return [b**self.dims for b in self.banks]
 
+    def widest_within(self, budget: float, lowest: int = 1, highest: int | None = None) -> "ModelConfig":
+        """This model at the largest width in ``[lowest, highest]`` (no upper bound: None) whose
+        :meth:`parameter_count` is at most ``budget``; at ``lowest`` if none is."""
+        model = dataclasses.replace(self, width=lowest)
+        while highest is None or model.width < highest:
+            wider = dataclasses.replace(model, width=model.width + 1)
+            if wider.parameter_count() > budget:
+                break
+            model = wider
+        return model
+
     def parameter_count(self) -> int:
         """Parameters of one tile network (weights of every bank plus the biases)."""
         return sum(nb * i * o + o for nb, (i, o) in zip(self.bank_counts(), self.layer_shapes()))
@@ -348,8 +359,6 @@ def mlp_baseline(config: CodecConfig, learning_rate: float | None = None) -> Cod
     ``learning_rate`` (default: the preset's) lets the baseline get its own best rate.
     """
     budget = config.model.parameter_count()
-    model = dataclasses.replace(config.model, banks=(1,) * config.model.layers, width=1)
-    while dataclasses.replace(model, width=model.width + 1).parameter_count() <= budget:
-        model = dataclasses.replace(model, width=model.width + 1)
+    model = dataclasses.replace(config.model, banks=(1,) * config.model.layers).widest_within(budget)
     fit = config.fit if learning_rate is None else dataclasses.replace(config.fit, learning_rate=learning_rate)
     return dataclasses.replace(config, model=model, fit=fit, preset=f"{config.preset}-mlp")

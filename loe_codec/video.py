@@ -130,8 +130,7 @@ def blocks_for_rate(config: VideoConfig, width: int, height: int, frames: int, b
     affordable = bpp * pixels_per_block_frame * chunk / target  # parameters at the target's bits each
     capped = frames_per_block > min(frames, AUTO_CHUNKS[1])  # not merely rounded to whole chunks
     if capped and model.parameter_count() * NARROW_BELOW > affordable:  # the longest block is well short
-        while model.width > MIN_AUTO_WIDTH and model.parameter_count() > affordable:
-            model = dataclasses.replace(model, width=model.width - 1)
+        model = model.widest_within(affordable, MIN_AUTO_WIDTH, model.width)
     sized = config.with_overrides(chunk=chunk)
     return dataclasses.replace(sized, codec=dataclasses.replace(sized.codec, model=model))
 
