@@ -56,11 +56,17 @@ class VideoConfig:
     bits_per_parameter: float | None = None
     """With a ``bpp`` target and no chunk asked for: frames per block chosen so that every block's share
     of the bits is about this many bits per network parameter, with a narrower network where even the
-    longest block falls short (:func:`blocks_for_rate`); None: always ``time.chunk`` and the model."""
+    longest block falls short and a wider one (up to ``max_width``) where it has bits to spare
+    (:func:`blocks_for_rate`); None: always ``time.chunk`` and the model."""
+    max_width: int | None = None
+    """The widest network :func:`blocks_for_rate` may choose (None: the model's width)."""
 
     def __post_init__(self) -> None:
         if self.bits_per_parameter is not None and not self.bits_per_parameter > 0:
             raise UsageError(f"bits_per_parameter must be > 0, got {self.bits_per_parameter}")
+        if self.max_width is not None and self.max_width < self.codec.model.width:
+            raise UsageError(f"max_width ({self.max_width}) must be at least the model's width "
+                             f"({self.codec.model.width})")
 
     def with_overrides(self, *, steps: int | None = None, tile: int | None = None, seed: int | None = None,
                        chunk: int | None = None) -> "VideoConfig":
@@ -72,12 +78,12 @@ class VideoConfig:
 
 
 def _video_preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfig, time: TimeConfig,
-                  bits_per_parameter: float | None = None) -> VideoConfig:
+                  bits_per_parameter: float | None = None, max_width: int | None = None) -> VideoConfig:
     # The images' quality-50 slope and 1/16 of the fit's steps of quantization-aware fine-tuning
     # (not tuned on video yet).
     quant = QuantConfig(slope=1e-3, qat_steps=fit.steps // 16, qat_learning_rate=1e-3)
     return VideoConfig(CodecConfig(model=model, fit=fit, quant=quant, tile=tile, preset=name), time,
-                       bits_per_parameter)
+                       bits_per_parameter, max_width)
 
 
 # Measured on carphone (176x144, 120 frames) on a 2-core CPU: see benchmarks/README.md.
@@ -86,52 +92,58 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
         "video-fast", ModelConfig(dims=3, width=16, banks=(1, 2, 2, 1)),
         FitConfig(steps=300, samples_per_tile=2048, learning_rate=3e-2), TileConfig(size=256, margin=4),
         TimeConfig(chunk=8, margin=2)),
-    # On carphone (whole clip, 2-core CPU; benchmarks/README.md): one 120-frame block of width 40 fitted
-    # for 16 000 steps reached 28.99 / 29.47 dB at 0.06 / 0.1 bpp where the former preset (width 24,
-    # 4000 steps, 32-frame blocks) reached 25.18 / 27.03. Longer blocks win at low rates and shorter ones
-    # at high rates (more parameters): below ~4 bits per parameter the quantized networks collapse
-    # (two 60-frame blocks: 24.07 dB at 0.06 bpp, 30.72 at 0.16), hence the chunk follows the rate.
-    # lr 2e-2 beat 1e-2 at 16 000 steps (width 24, first 32 frames: 28.38 vs 27.78 dB at 0.1 bpp); width
-    # 56 trained worse than 40 at this lr.
+    # On carphone (whole clip, 2-core CPU; benchmarks/README.md). Longer blocks win at low rates and more
+    # parameters at high rates, but below ~4 bits per parameter the quantized networks collapse (two
+    # 60-frame width-40 blocks: 24.07 dB at 0.06 bpp; one 120-frame block: 28.99), hence the blocks follow
+    # the rate: about 5 bits per parameter, the frames per block first, then the width (narrower at low
+    # rates; 56 at high rates, where one 120-frame width-56 block reached 30.34 dB at 0.1 bpp and the
+    # width-40 network 29.88). 32 000 steps at lr 1e-2 beat 16 000 at 2e-2 (width 40, one block: 29.09 /
+    # 29.88 dB vs 29.00 / 29.44 at 0.06 / 0.1 bpp; width 56 at 1e-2: 31.39 vs 30.73 at 0.16); width 56
+    # trained best at 1e-2 (16 000 steps, 0.16 bpp: 30.73 dB; 5e-3: 30.29; 2e-2: ~27), width 72 gained
+    # nothing (30.81 dB at 0.16 bpp, 29.85 at 0.13 where width 56 reached 30.61); at 32 000 steps lr
+    # 2e-2 lost 1-1.6 dB (two width-40 blocks: 29.64 dB at 0.16 bpp).
     "video": _video_preset(
         "video", ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6),
-        FitConfig(steps=16000, samples_per_tile=4096, learning_rate=2e-2), TileConfig(size=256, margin=4),
-        TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0),
+        FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2), TileConfig(size=256, margin=4),
+        TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=56),
 }
 
 
 AUTO_CHUNKS = (16, 120)  # the frames per block :func:`blocks_for_rate` chooses from
 MIN_AUTO_WIDTH = 8  # the narrowest network it falls back to
-NARROW_BELOW = 0.8  # ... where a block would get less than this fraction of its bits per parameter
+ENOUGH_BITS = 0.75  # a network is kept while its blocks get this fraction of their bits per parameter
 
 
 def blocks_for_rate(config: VideoConfig, width: int, height: int, frames: int, bpp: float) -> VideoConfig:
     """``config`` with its blocks sized for ``bpp`` (bits per pixel per frame) on a ``width x height x
     frames`` video: about ``config.bits_per_parameter`` bits per network parameter in every block.
 
-    The frames per block follow the rate (within :data:`AUTO_CHUNKS`, rounded to the nearest whole
-    number of the near-equal chunks the time axis is cut into, so that rates giving the same blocks
-    share their fits). Where even the longest block (or the whole clip) leaves well under that many
-    bits per parameter (:data:`NARROW_BELOW`), the network is made narrower instead (down to
-    :data:`MIN_AUTO_WIDTH`): below ~4 bits per parameter coarse steps wreck the networks (carphone
-    at 0.03 bpp, one 120-frame block: width 26 reached 27.08 dB, width 40 23.68)."""
+    The network first: ``config.max_width`` wide where even that gets :data:`ENOUGH_BITS` of the target
+    in the longest block (:data:`AUTO_CHUNKS`, or the whole clip), the model's width where it does, else
+    the widest width (down to :data:`MIN_AUTO_WIDTH`) that gets the whole target: below ~4 bits per
+    parameter coarse steps wreck the networks (carphone at 0.03 bpp, one 120-frame block: width 26
+    reached 27.08 dB, width 40 23.68). Then the frames per block (within :data:`AUTO_CHUNKS`) for about
+    the target's bits per parameter, rounded to the nearest whole number of the near-equal chunks the time
+    axis is cut into, so that rates giving the same blocks share their fits."""
     codec = config.codec
     tiles = len(TileGrid(width, height, codec.tile.size, codec.tile.margin))
     pixels_per_block_frame = width * height / tiles
     target = config.bits_per_parameter
-    frames_per_block = codec.model.parameter_count() * target / (bpp * pixels_per_block_frame)
+    longest = math.ceil(frames / math.ceil(frames / AUTO_CHUNKS[1]))
+    affordable = bpp * pixels_per_block_frame * longest / target  # parameters at the target's bits each
+    model = codec.model
+    wide = dataclasses.replace(model, width=config.max_width or model.width)
+    if wide.parameter_count() * ENOUGH_BITS <= affordable:
+        model = wide
+    elif model.parameter_count() * ENOUGH_BITS > affordable:
+        model = model.widest_within(affordable, MIN_AUTO_WIDTH, model.width)
+    frames_per_block = model.parameter_count() * target / (bpp * pixels_per_block_frame)
     chunk = min(AUTO_CHUNKS[1], max(AUTO_CHUNKS[0], round(frames_per_block)))
     # The nearest whole number of chunks: a little over the bits per parameter costs less than a little
     # under (carphone at 0.16 bpp: two 60-frame blocks, 6 bits per parameter, 30.72 dB; three 40-frame
     # blocks, 4 bits, 30.42 dB).
     chunks = max(math.ceil(frames / AUTO_CHUNKS[1]), round(frames / chunk), 1)
-    chunk = max(1, math.ceil(frames / chunks))
-    model = codec.model
-    affordable = bpp * pixels_per_block_frame * chunk / target  # parameters at the target's bits each
-    capped = frames_per_block > min(frames, AUTO_CHUNKS[1])  # not merely rounded to whole chunks
-    if capped and model.parameter_count() * NARROW_BELOW > affordable:  # the longest block is well short
-        model = model.widest_within(affordable, MIN_AUTO_WIDTH, model.width)
-    sized = config.with_overrides(chunk=chunk)
+    sized = config.with_overrides(chunk=max(1, math.ceil(frames / chunks)))
     return dataclasses.replace(sized, codec=dataclasses.replace(sized.codec, model=model))
 
 

@@ -16,7 +16,7 @@ import loe_codec
 from cli.main import app
 from loe_codec.config import slope_for_quality
 from loe_codec.errors import UsageError
-from loe_codec.video import AUTO_CHUNKS, MIN_AUTO_WIDTH, LoeVideo, blocks_for_rate, encode_video, video_preset
+from loe_codec.video import AUTO_CHUNKS, ENOUGH_BITS, MIN_AUTO_WIDTH, LoeVideo, blocks_for_rate, encode_video, video_preset
 from test_video import CLIP, FAST_VIDEO, tiny_video_config
 
 
@@ -139,24 +139,26 @@ def _chunk(vcfg, width, height, frames, bpp) -> int:
 def test_chunk_follows_the_rate():
     """Fewer, longer blocks at low rates: about ``bits_per_parameter`` bits per parameter in each block."""
     vcfg = video_preset("video")
-    chunks = [_chunk(vcfg, 176, 144, 120, bpp) for bpp in (0.03, 0.06, 0.1, 0.16, 0.5, 5.0)]
+    sized = [blocks_for_rate(vcfg, 176, 144, 120, bpp) for bpp in (0.03, 0.06, 0.1, 0.16, 0.5, 5.0)]
+    chunks = [s.time.chunk for s in sized]
     assert chunks == sorted(chunks, reverse=True) and chunks[0] == AUTO_CHUNKS[1] == 120
     assert chunks[-1] == AUTO_CHUNKS[0] - 1  # 8 near-equal chunks of 15 (the nearest count to 120 / 16)
-    for bpp, chunk in zip((0.1, 0.16), chunks[2:4]):
-        per_block = 176 * 144 * chunk  # one 256-px tile per frame here
-        bits_per_parameter = bpp * per_block / vcfg.codec.model.parameter_count()
+    for bpp, s in zip((0.06, 0.16, 0.5), (sized[1], sized[3], sized[4])):
+        per_block = 176 * 144 * s.time.chunk  # one 256-px tile per frame here
+        bits_per_parameter = bpp * per_block / s.codec.model.parameter_count()
         # the nearest whole number of chunks: within a factor 1.5 of the bits per parameter asked
         assert vcfg.bits_per_parameter / 1.5 < bits_per_parameter < vcfg.bits_per_parameter * 1.5
     # 50 frames per block asked: 110 frames -> 2 chunks of 55 (2.2 is nearer 2 than 3)
-    raw = round(vcfg.codec.model.parameter_count() * 5.0 / (0.16 * 176 * 144))
-    assert raw == 50 and _chunk(vcfg, 176, 144, 110, 0.16) == 55 and _chunk(vcfg, 176, 144, 140, 0.16) == 47
+    wide = sized[3].codec.model
+    raw = round(wide.parameter_count() * 5.0 / (0.31 * 176 * 144))
+    assert raw == 50 and _chunk(vcfg, 176, 144, 110, 0.31) == 55 and _chunk(vcfg, 176, 144, 140, 0.31) == 47
     with pytest.raises(UsageError):
         dataclasses.replace(vcfg, bits_per_parameter=0.0)
 
 
 def test_network_narrows_where_the_longest_block_is_short_of_bits():
     vcfg = video_preset("video")
-    for frames, bpp in ((120, 0.06), (120, 0.1), (60, 0.16)):  # enough bits: the preset's network
+    for frames, bpp in ((120, 0.06), (120, 0.08), (60, 0.12)):  # enough bits: the preset's network
         assert blocks_for_rate(vcfg, 176, 144, frames, bpp).codec.model == vcfg.codec.model
     low = blocks_for_rate(vcfg, 176, 144, 120, 0.03)
     assert low.time.chunk == 120 and MIN_AUTO_WIDTH < low.codec.model.width < vcfg.codec.model.width
@@ -167,6 +169,24 @@ def test_network_narrows_where_the_longest_block_is_short_of_bits():
     assert short.time.chunk == 30 and short.codec.model.width < vcfg.codec.model.width
     assert blocks_for_rate(vcfg, 176, 144, 120, 1e-4).codec.model.width == MIN_AUTO_WIDTH
     assert low.codec.model.banks == vcfg.codec.model.banks and low.codec.fit == vcfg.codec.fit
+
+
+def test_network_widens_where_the_longest_block_has_bits_to_spare():
+    """Up to ``max_width`` where the wider network still gets ENOUGH_BITS of the target; then shorter blocks."""
+    vcfg = video_preset("video")
+    wide = dataclasses.replace(vcfg.codec.model, width=vcfg.max_width)
+    at_threshold = wide.parameter_count() * vcfg.bits_per_parameter * ENOUGH_BITS / (176 * 144 * 120)
+    below = blocks_for_rate(vcfg, 176, 144, 120, at_threshold * 0.98)
+    above = blocks_for_rate(vcfg, 176, 144, 120, at_threshold * 1.02)
+    assert below.codec.model == vcfg.codec.model and above.codec.model == wide
+    assert below.time.chunk == above.time.chunk == 120  # one block of the whole clip either way
+    high = blocks_for_rate(vcfg, 176, 144, 120, 0.5)
+    assert high.codec.model == wide and high.time.chunk < 120  # no wider than max_width: shorter blocks
+    assert high.codec.fit == vcfg.codec.fit
+    unbounded = dataclasses.replace(vcfg, max_width=None)  # no max_width: never wider than the model
+    assert blocks_for_rate(unbounded, 176, 144, 120, 0.5).codec.model == vcfg.codec.model
+    with pytest.raises(UsageError):
+        dataclasses.replace(vcfg, max_width=vcfg.codec.model.width - 1)
 
 
 def test_bpp_encode_chooses_the_chunk_unless_asked(tmp_path):
