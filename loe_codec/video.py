@@ -95,9 +95,9 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # On carphone (whole clip, 2-core CPU; benchmarks/README.md). Longer blocks win at low rates and more
     # parameters at high rates, but below ~4 bits per parameter the quantized networks collapse (two
     # 60-frame width-40 blocks: 24.07 dB at 0.06 bpp; one 120-frame block: 28.99), hence the blocks follow
-    # the rate: about 5 bits per parameter, the frames per block first, then the width (narrower at low
-    # rates; 56 at high rates, where one 120-frame width-56 block reached 30.34 dB at 0.1 bpp and the
-    # width-40 network 29.88). 32 000 steps at lr 1e-2 beat 16 000 at 2e-2 (width 40, one block: 29.09 /
+    # the rate: about 5 bits per parameter, by the width (narrower at low rates; 56 at high rates, where
+    # one 120-frame width-56 block reached 30.34 dB at 0.1 bpp and the width-40 network 29.88), then by
+    # the frames per block. 32 000 steps at lr 1e-2 beat 16 000 at 2e-2 (width 40, one block: 29.09 /
     # 29.88 dB vs 29.00 / 29.44 at 0.06 / 0.1 bpp; width 56 at 1e-2: 31.39 vs 30.73 at 0.16); width 56
     # trained best at 1e-2 (16 000 steps, 0.16 bpp: 30.73 dB; 5e-3: 30.29; 2e-2: ~27), width 72 gained
     # nothing (30.81 dB at 0.16 bpp, 29.85 at 0.13 where width 56 reached 30.61); at 32 000 steps lr

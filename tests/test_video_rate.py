@@ -16,7 +16,8 @@ import loe_codec
 from cli.main import app
 from loe_codec.config import slope_for_quality
 from loe_codec.errors import UsageError
-from loe_codec.video import AUTO_CHUNKS, ENOUGH_BITS, MIN_AUTO_WIDTH, LoeVideo, blocks_for_rate, encode_video, video_preset
+from loe_codec.video import (AUTO_CHUNKS, ENOUGH_BITS, MIN_AUTO_WIDTH, LoeVideo, blocks_for_rate, encode_video,
+                             video_preset)
 from test_video import CLIP, FAST_VIDEO, tiny_video_config
 
 

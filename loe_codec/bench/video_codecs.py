@@ -20,6 +20,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,11 +30,26 @@ from .codecs import Codec, Measurement
 from .loe import LoeCodec, LoeSetting, loe_setting
 from .videos import BenchVideo, mean_frame_psnr
 
+if TYPE_CHECKING:
+    from ..video import VideoConfig
 
-# The `video` preset's width-40 network as a plain MLP is 108 wide: at the preset's lr 2e-2, and at
+
+# The `video` preset's width-40 network as a plain MLP is 108 wide: at lr 2e-2 (the former preset's), and at
 # 1e-2, it does not train (carphone: a constant picture, 11.5 dB); at 2e-3 it does (24.8 dB after
 # 4000 steps). See benchmarks/README.md.
 MLP_LEARNING_RATE = 2e-3
+
+
+def mlp_video_config(config: VideoConfig) -> VideoConfig:
+    """``config`` with a plain MLP of the LoE network's parameters (at :data:`MLP_LEARNING_RATE`); its
+    ``max_width`` is that of the MLP matching LoE's widest network, so both have equal parameters at
+    every rate :func:`loe_codec.video.blocks_for_rate` sizes them for."""
+    codec = mlp_baseline(config.codec, MLP_LEARNING_RATE)
+    widest = None
+    if config.max_width is not None:
+        wide = dataclasses.replace(config.codec, model=dataclasses.replace(config.codec.model, width=config.max_width))
+        widest = mlp_baseline(wide).model.width
+    return dataclasses.replace(config, codec=codec, max_width=widest)
 
 
 class LoeVideoCodec(LoeCodec):
@@ -65,7 +81,7 @@ class LoeVideoCodec(LoeCodec):
         s = self.parse(setting)
         config = video_preset(s.preset)
         if self.mlp:
-            config = dataclasses.replace(config, codec=mlp_baseline(config.codec, MLP_LEARNING_RATE))
+            config = mlp_video_config(config)
         steps = self.steps if self.steps is not None else s.steps
         with tempfile.TemporaryDirectory(prefix="loe-bench-") as tmp:
             out = Path(tmp) / f"{video.name}.loe"

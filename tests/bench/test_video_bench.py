@@ -63,3 +63,19 @@ def test_loe_setting_syntax():
     for bad in ("fast@q101", "fast/x", "fast/-1", "fast@bpp0", "nonesuch"):
         with pytest.raises(UsageError):
             LoeSetting.parse(bad, PRESETS)
+
+
+def test_mlp_baseline_of_the_video_preset_has_equal_parameters_at_every_rate():
+    """The plain MLP follows the rate like LoE (narrower, wider up to its own max_width): equal parameters."""
+    from loe_codec.bench.video_codecs import MLP_LEARNING_RATE, mlp_video_config
+    from loe_codec.video import blocks_for_rate, video_preset
+
+    loe = video_preset("video")
+    mlp = mlp_video_config(loe)
+    assert set(mlp.codec.model.banks) == {1} and mlp.codec.fit.learning_rate == MLP_LEARNING_RATE
+    assert mlp.max_width > mlp.codec.model.width
+    for bpp in (0.03, 0.06, 0.1, 0.16):
+        a, b = (blocks_for_rate(c, 176, 144, 120, bpp) for c in (loe, mlp))
+        assert a.time.chunk == b.time.chunk, bpp
+        ratio = b.codec.model.parameter_count() / a.codec.model.parameter_count()
+        assert 0.9 < ratio <= 1.1, (bpp, ratio)
