@@ -129,7 +129,8 @@ def blocks_for_rate(config: VideoConfig, width: int, height: int, frames: int, b
     tiles = len(TileGrid(width, height, codec.tile.size, codec.tile.margin))
     pixels_per_block_frame = width * height / tiles
     target = config.bits_per_parameter
-    longest = math.ceil(frames / math.ceil(frames / AUTO_CHUNKS[1]))
+    fewest_chunks = math.ceil(frames / AUTO_CHUNKS[1])
+    longest = math.ceil(frames / fewest_chunks)
     affordable = bpp * pixels_per_block_frame * longest / target  # parameters at the target's bits each
     model = codec.model
     wide = dataclasses.replace(model, width=config.max_width or model.width)
@@ -142,7 +143,7 @@ def blocks_for_rate(config: VideoConfig, width: int, height: int, frames: int, b
     # The nearest whole number of chunks: a little over the bits per parameter costs less than a little
     # under (carphone at 0.16 bpp: two 60-frame blocks, 6 bits per parameter, 30.72 dB; three 40-frame
     # blocks, 4 bits, 30.42 dB).
-    chunks = max(math.ceil(frames / AUTO_CHUNKS[1]), round(frames / chunk), 1)
+    chunks = max(fewest_chunks, round(frames / chunk), 1)
     sized = config.with_overrides(chunk=max(1, math.ceil(frames / chunks)))
     return dataclasses.replace(sized, codec=dataclasses.replace(sized.codec, model=model))
 
