@@ -26,6 +26,10 @@ class ModelConfig:
     are ``len(banks)`` linear layers, the last one producing the channels.
     A layer with ``banks[i] == 1`` is a plain linear layer, so all-ones banks
     give a plain MLP.
+
+    ``time_banks`` (3-D only; None: as ``banks``) gives the bank count along the last
+    axis (time) of every layer separately: ``(1, 1, ...)`` tiles the banks over space
+    only, so a block's banks hold its whole time span (``banks[i]**2`` matrices).
     """
 
     dims: int = 2
@@ -38,6 +42,7 @@ class ModelConfig:
     activation: str = "sine"
     sine_w0: float = 10.0
     out_channels: int = 3
+    time_banks: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.dims not in (2, 3):
@@ -53,6 +58,13 @@ class ModelConfig:
         if self.subdivide < 1 or self.pe_frequencies < 0 or self.out_channels < 1:
             raise UsageError("subdivide >= 1, pe_frequencies >= 0 and out_channels >= 1 are required")
         object.__setattr__(self, "banks", tuple(int(b) for b in self.banks))
+        if self.time_banks is not None:
+            if self.dims != 3:
+                raise UsageError("time_banks needs a 3-D (video) model")
+            if len(self.time_banks) != len(self.banks) or any(int(b) < 1 for b in self.time_banks):
+                raise UsageError(f"time_banks needs one count >= 1 per layer ({len(self.banks)}), "
+                                 f"got {tuple(self.time_banks)}")
+            object.__setattr__(self, "time_banks", tuple(int(b) for b in self.time_banks))
 
     @property
     def layers(self) -> int:
@@ -68,9 +80,20 @@ class ModelConfig:
         sizes = [self.in_features] + [self.width] * (self.layers - 1) + [self.out_channels]
         return list(zip(sizes[:-1], sizes[1:]))
 
+    def axis_banks(self, layer: int) -> tuple[int, ...]:
+        """Bank count of ``layer`` along every dimension (x first)."""
+        n = self.banks[layer]
+        if self.time_banks is None:
+            return (n,) * self.dims
+        return (n,) * (self.dims - 1) + (self.time_banks[layer],)
+
     def bank_counts(self) -> list[int]:
-        """Total banks (``n**dims``) of every layer."""
-        return [b**self.dims for b in self.banks]
+        """Total banks (``n**dims``, the product of :meth:`axis_banks`) of every layer."""
+        return [math.prod(self.axis_banks(layer)) for layer in range(self.layers)]
+
+    def banked_layers(self) -> list[int]:
+        """The layers with more than one bank."""
+        return [layer for layer, count in enumerate(self.bank_counts()) if count > 1]
 
     def widest_within(self, budget: float, lowest: int = 1, highest: int | None = None) -> "ModelConfig":
         """This model at the largest width in ``[lowest, highest]`` (no upper bound: None) whose
@@ -94,8 +117,8 @@ class ModelConfig:
         whole tile (each bank once) and every later banked layer is
         ``subdivide`` times finer. The other arrangements exist for ablation.
         """
-        banked = [i for i, b in enumerate(self.banks) if b > 1]
-        base = float(self.banks[banked[0]]) if banked else 1.0
+        banked = self.banked_layers()
+        base = float(max(self.axis_banks(banked[0]))) if banked else 1.0
         levels = [base * self.subdivide**k for k in range(len(banked))]
         if self.arrangement == "fine_to_coarse":
             levels = levels[::-1]
@@ -219,7 +242,12 @@ class CodecConfig:
     preset: str = "custom"
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain dict of every field; ``model.time_banks`` only where set (files without it are
+        read by decoders from before it)."""
+        d = dataclasses.asdict(self)
+        if d["model"]["time_banks"] is None:
+            del d["model"]["time_banks"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
@@ -227,6 +255,8 @@ class CodecConfig:
         try:
             model = dict(d["model"])
             model["banks"] = tuple(model["banks"])
+            if model.get("time_banks") is not None:
+                model["time_banks"] = tuple(model["time_banks"])
             return cls(
                 model=ModelConfig(**model),
                 fit=FitConfig(**d["fit"]),
@@ -359,6 +389,6 @@ def mlp_baseline(config: CodecConfig, learning_rate: float | None = None) -> Cod
     ``learning_rate`` (default: the preset's) lets the baseline get its own best rate.
     """
     budget = config.model.parameter_count()
-    model = dataclasses.replace(config.model, banks=(1,) * config.model.layers).widest_within(budget)
+    model = dataclasses.replace(config.model, banks=(1,) * config.model.layers, time_banks=None).widest_within(budget)
     fit = config.fit if learning_rate is None else dataclasses.replace(config.fit, learning_rate=learning_rate)
     return dataclasses.replace(config, model=model, fit=fit, preset=f"{config.preset}-mlp")

@@ -1,6 +1,7 @@
 """The `.loe` container for video: one safetensors file of kind ``"video"``.
 
-Layout (video format version 3; version 2, read only, has no unit masks: its blocks keep
+Layout (video format version 4; version 3, read only, has no time banks (every model's banks
+tile space and time alike); version 2, read only, has no unit masks either: its blocks keep
 every hidden unit; version 1, read only, has no weight references either: see
 :mod:`loe_codec.reference`):
 
@@ -40,9 +41,10 @@ from .errors import FormatError
 from .files import atomic_output
 from .video_tiling import SpaceTimeGrid
 
-VIDEO_FORMAT_VERSION = 3
+VIDEO_FORMAT_VERSION = 4
 FIRST_REFERENCE_VERSION = 2  # video blocks code weights against a reference from here on
 FIRST_UNITS_VERSION = 3  # video blocks may drop hidden units (QuantConfig.unit_ladder) from here on
+FIRST_TIME_BANKS_VERSION = 4  # models may count their banks along time apart (ModelConfig.time_banks)
 MAX_FRAMES = 1 << 24
 
 
@@ -143,6 +145,8 @@ class VideoHeader:
             raise FormatError("invalid video dimensions, frame count or frame rate in the header")
         if config.model.dims != 3:
             raise FormatError(f"a video file needs a 3-D model, this one has dims={config.model.dims}")
+        if config.model.time_banks is not None and version < FIRST_TIME_BANKS_VERSION:
+            raise FormatError(f"a video format {version} file cannot have time banks")
         if source.channels != config.model.out_channels or source.bit_depth != 8:
             raise FormatError("the header's channel count or bit depth does not match its model")
         header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version)

@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 
 from loe_codec import errors
-from loe_codec.config import PRESETS, CodecConfig, FitConfig, ModelConfig, TileConfig, preset
+from loe_codec.config import PRESETS, CodecConfig, FitConfig, ModelConfig, TileConfig, mlp_baseline, preset
+from loe_codec.errors import UsageError
 
 
 def test_layer_shapes_and_parameter_count():
@@ -107,3 +108,20 @@ def test_quality_ladder_leaves_custom_networks_alone():
     assert config_for_quality(rgba, 80).model.width == 32 and config_for_quality(rgba, 80).model.out_channels == 4
     with pytest.raises(errors.UsageError):
         config_for_quality(preset("balanced"), 101)
+
+
+def test_time_banks_count_and_validate():
+    cfg = ModelConfig(dims=3, width=8, banks=(1, 2, 2, 2, 1), time_banks=(1, 1, 1, 2, 1))
+    assert cfg.axis_banks(1) == (2, 2, 1) and cfg.axis_banks(3) == (2, 2, 2)
+    assert cfg.bank_counts() == [1, 4, 4, 8, 1]
+    assert cfg.banked_layers() == [1, 2, 3]
+    assert cfg.scales() == ModelConfig(dims=3, width=8, banks=(1, 2, 2, 2, 1)).scales()
+    assert ModelConfig(dims=3, banks=(1, 2, 1), time_banks=(1, 1, 1)).parameter_count() == \
+        ModelConfig(dims=3, banks=(1, 2, 1)).parameter_count() - 4 * 22 * 22
+    for bad in [dict(dims=2, time_banks=(1, 1, 1, 1, 1)), dict(dims=3, time_banks=(1, 1)),
+                dict(dims=3, time_banks=(1, 0, 1, 1, 1))]:
+        with pytest.raises(UsageError):
+            ModelConfig(**bad)
+    config = dataclasses.replace(preset("balanced"), model=cfg)
+    assert CodecConfig.from_dict(config.to_dict()) == config
+    assert mlp_baseline(config).model.time_banks is None

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .banks import place_values
 from .encoding import positional_encoding
 
 CHUNK_OVERHEAD = 4  # a chunk costs about this many padded samples (a guess: 0..1000 timed the same on the mosaic)
@@ -124,12 +125,15 @@ class GridEvaluator:
             raise ValueError(f"a {cfg.dims}-D model needs {cfg.dims} axes, got {len(axes)}")
         self.model, self.cfg, self.tile, self.axes = model, cfg, tile, axes
         self.dims = cfg.dims
-        self.banked = [layer for layer, n in enumerate(cfg.banks) if n > 1]
+        self.banked = cfg.banked_layers()
+        self.axis_banks = [cfg.axis_banks(layer) for layer in self.banked]  # [layers][d]
         offset = -0.5 if cfg.blend == "linear" else 0.0  # linear: cells between bank centres
         alpha = axes[0].new_tensor([model.scales[layer] for layer in self.banked]).unsqueeze(1)  # [layers, 1]
         # Scaled coordinate of every banked layer at every axis sample, and its floor: [layers, L] per axis
         # (the same float32 arithmetic as bank_index / bank_neighbours: p * alpha + beta (- 0.5)).
-        self.scaled = [a * alpha + 0.0 + offset for a in axes]
+        # An axis along which no layer has more than one bank is one cell (its scale is 0).
+        self.scaled = [a * (alpha if any(n[k] > 1 for n in self.axis_banks) else 0.0 * alpha) + 0.0 + offset
+                       for k, a in enumerate(axes)]
         self.floors = [torch.floor(s).long() for s in self.scaled]
         self.chunks = [AxisChunks.of(f) for f in self.floors]
         self.cell_shape = [c.count for c in reversed(self.chunks)]  # [C_{d-1}, ..., C_0]
@@ -170,10 +174,11 @@ class GridEvaluator:
     def _nearest_ids(self) -> torch.Tensor:
         """Nearest bank of every banked layer in every cell, combined row-major as in ``bank_index``:
         ``[layers, cells]``."""
-        n = self.floors[0].new_tensor([self.cfg.banks[layer] for layer in self.banked]).unsqueeze(1)  # [layers, 1]
+        n = self.floors[0].new_tensor(self.axis_banks)  # [layers, d]
+        place = self.floors[0].new_tensor([place_values(counts, self.dims) for counts in self.axis_banks])
         total = None
         for k, (f, c) in enumerate(zip(self.floors, self.chunks)):
-            digit = torch.remainder(f[:, c.first], n) * n ** (self.dims - 1 - k)  # [layers, C_k]
+            digit = torch.remainder(f[:, c.first], n[:, k:k + 1]) * place[:, k:k + 1]  # [layers, C_k]
             shape = [1] * self.dims
             shape[self.dims - 1 - k] = c.count
             digit = digit.reshape([-1] + shape)
@@ -183,13 +188,15 @@ class GridEvaluator:
     def _linear_ids(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``K = 2**d`` neighbour banks of ``layer`` per cell ``[cells, K]`` (as ``bank_neighbours``)
         and their blend weights ``[cells, M, K]``."""
-        n, d = self.cfg.banks[layer], self.dims
+        d = self.dims
         row = self.banked.index(layer)
+        counts = self.axis_banks[row]
+        place = place_values(counts, d)
         corners = [[(k >> (d - 1 - j)) & 1 for j in range(d)] for k in range(2**d)]
         bits = torch.tensor(corners, device=self.axes[0].device)  # [K, d]
         ids, blend = None, None
         for j, (f, s, c) in enumerate(zip(self.floors, self.scaled, self.chunks)):
-            digit = torch.remainder(f[row, c.first].unsqueeze(1) + bits[:, j], n) * n ** (d - 1 - j)  # [C, K]
+            digit = torch.remainder(f[row, c.first].unsqueeze(1) + bits[:, j], counts[j]) * place[j]  # [C, K]
             shape = [1] * d
             shape[d - 1 - j] = c.count
             digit = digit.reshape(shape + [2**d])
@@ -229,7 +236,7 @@ class GridEvaluator:
         ``[cells, M, in]`` -> ``[cells, M, out]``."""
         w, b = self.weights[layer], self.biases[layer]
         cells, m, fan_in = h.shape
-        if self.cfg.banks[layer] == 1:
+        if layer not in self.banks:
             y = torch.addmm(b, h.reshape(-1, fan_in), w[0]).view(cells, m, -1)
         else:
             ids, blend = self.banks[layer]

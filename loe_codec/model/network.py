@@ -98,10 +98,10 @@ class TiledLoE(nn.Module):
 
     def nearest_banks(self, coords: torch.Tensor) -> list[torch.Tensor | None]:
         """Nearest bank ``[N]`` of every layer at ``coords`` ``[N, d]`` (None for unbanked layers), in one call."""
-        banked = [layer for layer, n in enumerate(self.config.banks) if n > 1]
+        banked = self.config.banked_layers()
         if not banked:
             return [None] * self.config.layers
-        ids = bank_indices(coords, [self.config.banks[i] for i in banked], [self.scales[i] for i in banked])
+        ids = bank_indices(coords, [self.config.axis_banks(i) for i in banked], [self.scales[i] for i in banked])
         out: list[torch.Tensor | None] = [None] * self.config.layers
         for column, layer in enumerate(banked):
             out[layer] = ids[:, column]
@@ -110,8 +110,7 @@ class TiledLoE(nn.Module):
     def _linear(self, layer: int, x: torch.Tensor, tile: torch.Tensor, coords: torch.Tensor,
                 tile_major: bool, bank: torch.Tensor | None) -> torch.Tensor:
         cfg = self.config
-        n = cfg.banks[layer]
-        nb = n**cfg.dims
+        nb = cfg.bank_counts()[layer]
         w = self.weight(layer)
         flat = w.reshape(self.num_tiles * nb, w.shape[2], w.shape[3])
         if nb == 1:
@@ -119,7 +118,7 @@ class TiledLoE(nn.Module):
         elif cfg.blend == "nearest":
             y = grouped_linear(x, flat, tile * nb + bank)
         else:
-            ids, blend = bank_neighbours(coords, n, self.scales[layer])
+            ids, blend = bank_neighbours(coords, cfg.axis_banks(layer), self.scales[layer])
             y = blended_linear(x, flat, tile.unsqueeze(1) * nb + ids, blend)
         bias = self.biases[layer]
         if tile_major:
@@ -191,15 +190,15 @@ class TiledLoE(nn.Module):
         cfg = self.config
         key = tile.clone()
         bank_ids = [torch.zeros_like(tile) if b is None else b for b in self.nearest_banks(coords)]
-        for n, bank in zip(cfg.banks, bank_ids):
-            key = key * n**cfg.dims + bank
+        for nb, bank in zip(cfg.bank_counts(), bank_ids):
+            key = key * nb + bank
         groups, group = torch.unique(key, return_inverse=True)
         layout = ChunkLayout.of(group, groups.numel())
         chunk_sample = layout.first[layout.chunk_group]  # one sample of every chunk
         chunk_tile = tile[chunk_sample]
         h = layout.pack(x)
         for layer, bank in enumerate(bank_ids):
-            nb = cfg.banks[layer] ** cfg.dims
+            nb = cfg.bank_counts()[layer]
             w = self.weight(layer)
             weight = w.reshape(self.num_tiles * nb, w.shape[2], w.shape[3])[chunk_tile * nb + bank[chunk_sample]]
             bias = self.biases[layer][chunk_tile].unsqueeze(1)

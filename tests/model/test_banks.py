@@ -104,3 +104,33 @@ def test_bank_indices_equal_bank_index_per_layer(dims):
     got = bank_indices(coords, banks, alphas)
     for column, (n, alpha) in enumerate(zip(banks, alphas)):
         assert torch.equal(got[:, column], bank_index(coords, n, alpha))
+
+
+def test_per_dimension_counts_combine_mixed_radix():
+    # Counts (3, 2, 4): the id is ix * 8 + iy * 4 + it, every id in [0, 24) reachable.
+    coords = _away_from_cell_edges(torch.rand(3000, 3), 4.0, 0.0)
+    got = bank_index(coords, (3, 2, 4), 4.0)
+    cell = torch.floor(coords.double() * 4.0).long()
+    expect = (cell[:, 0] % 3) * 8 + (cell[:, 1] % 2) * 4 + cell[:, 2] % 4
+    assert got.tolist() == expect.tolist()
+    assert sorted(set(got.tolist())) == list(range(24))
+    # One count per dimension equal to n is the same as n.
+    assert torch.equal(bank_index(coords, (2, 2, 2), 4.0), bank_index(coords, 2, 4.0))
+
+
+def test_a_dimension_of_one_bank_ignores_that_coordinate():
+    coords = torch.rand(300, 3)
+    moved = coords.clone()
+    moved[:, 2] = torch.rand(300)
+    assert torch.equal(bank_index(coords, (2, 2, 1), 8.0), bank_index(moved, (2, 2, 1), 8.0))
+    ids, _ = bank_neighbours(coords, (2, 2, 1), 8.0)
+    moved_ids, _ = bank_neighbours(moved, (2, 2, 1), 8.0)
+    assert torch.equal(ids, moved_ids) and int(ids.max()) < 4
+
+
+def test_bank_indices_with_per_dimension_counts_equal_bank_index():
+    coords = torch.rand(500, 3) * 1.2 - 0.1
+    banks, alphas = [(2, 2, 1), 3, (2, 2, 2), (1, 1, 3)], [2.0, 4.0, 8.0, 8.0]
+    got = bank_indices(coords, banks, alphas)
+    for column, (n, alpha) in enumerate(zip(banks, alphas)):
+        assert torch.equal(got[:, column], bank_index(coords, n, alpha))

@@ -100,3 +100,17 @@ def test_chunk_size_trades_padding_for_chunks():
     # Two short runs and one long: halving the long run's chunks pads less.
     size = chunk_size([3, 64, 2])
     assert size < 64 and 64 % size == 0
+
+
+@pytest.mark.parametrize("blend", ["nearest", "linear"])
+@pytest.mark.parametrize("time_banks", [(1, 1, 1, 1), (1, 2, 1, 1), (1, 1, 3, 1)])
+def test_grid_forward_with_time_banks_equals_sorted_forward(blend, time_banks):
+    cfg = ModelConfig(dims=3, width=10, banks=(1, 2, 2, 1), time_banks=time_banks, blend=blend, pe_frequencies=2)
+    model = _random_model(cfg, tiles=2)
+    gen = torch.Generator().manual_seed(3)
+    axes = [_decode_axis(n, -0.05, gen) for n in (19, 13, 11)]
+    got = model.forward_grid(1, axes)
+    coords = _grid_coords(axes)
+    with torch.inference_mode():
+        expect = model(torch.full((coords.shape[0],), 1), coords)
+    torch.testing.assert_close(got.reshape(-1, cfg.out_channels), expect, rtol=1e-5, atol=1e-5)

@@ -333,3 +333,25 @@ def test_quantize_in_loop_checks_the_steps_shape():
         with pytest.raises(ValueError):
             model.quantize_in_loop(torch.full(shape, 0.1))
     assert model.quant_steps is None
+
+
+@pytest.mark.parametrize("time_banks", [(1, 1, 1, 1), (1, 3, 2, 1)])
+def test_time_banks_agree_across_dispatch_paths_and_ignore_time_where_one(time_banks):
+    cfg = ModelConfig(dims=3, width=8, banks=(1, 2, 2, 1), time_banks=time_banks, pe_frequencies=0)
+    assert cfg.bank_counts() == [1, 4 * time_banks[1], 4 * time_banks[2], 1]
+    model = TiledLoE.initialised(cfg, seeds=[5, 6])
+    per = 150
+    tile = torch.arange(2).repeat_interleave(per)
+    coords = torch.rand(2 * per, 3)
+    with torch.no_grad():
+        packed = model(tile, coords)
+        expect = model(tile, coords, tile_major=True, dispatch="packed")
+        for dispatch in ("grouped", "dense"):
+            torch.testing.assert_close(model(tile, coords, tile_major=True, dispatch=dispatch), expect)
+    torch.testing.assert_close(packed, expect, rtol=1e-5, atol=1e-5)
+    if time_banks == (1, 1, 1, 1):
+        # Banks over space only: the bank of every layer is that of the 2-D (x, y) grid.
+        spatial = ModelConfig(dims=2, width=8, banks=(1, 2, 2, 1))
+        for got, want in zip(model.nearest_banks(coords), TiledLoE.initialised(spatial, [5]).nearest_banks(
+                coords[:, :2])):
+            assert (got is None and want is None) or torch.equal(got, want)
