@@ -101,9 +101,11 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # 29.88 dB vs 29.00 / 29.44 at 0.06 / 0.1 bpp; width 56 at 1e-2: 31.39 vs 30.73 at 0.16); width 56
     # trained best at 1e-2 (16 000 steps, 0.16 bpp: 30.73 dB; 5e-3: 30.29; 2e-2: ~27), width 72 gained
     # nothing (30.81 dB at 0.16 bpp, 29.85 at 0.13 where width 56 reached 30.61); at 32 000 steps lr
-    # 2e-2 lost 1-1.6 dB (two width-40 blocks: 29.64 dB at 0.16 bpp).
+    # 2e-2 lost 1-1.6 dB (two width-40 blocks: 29.64 dB at 0.16 bpp). Banks over space only
+    # (time_banks 1: each bank holds its block's whole time span, half the parameters per width) won
+    # everywhere tried: carphone 0.06 bpp 29.96 dB (29.04), Big Buck Bunny crops +0.3-1.5 dB.
     "video": _video_preset(
-        "video", ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6),
+        "video", ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6, time_banks=(1, 1, 1, 1, 1)),
         FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2), TileConfig(size=256, margin=4),
         TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=56),
 }
