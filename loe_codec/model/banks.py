@@ -20,6 +20,12 @@ def _counts(n: AxisBanks, d: int) -> tuple[int, ...]:
     return (n,) * d if isinstance(n, int) else tuple(n)
 
 
+def _modulus(counts: tuple[int, ...], device: torch.device) -> int | torch.Tensor:
+    """What ``remainder`` takes for ``counts``: one int where they are equal (no tensor to copy to a GPU
+    in every step), else a ``[d]`` tensor."""
+    return counts[0] if len(set(counts)) == 1 else torch.tensor(counts, device=device)
+
+
 def place_values(n: AxisBanks, d: int) -> list[int]:
     """Row-major (mixed-radix) place value of every dimension's index: ``[d]``, the last 1."""
     counts = _counts(n, d)
@@ -28,7 +34,12 @@ def place_values(n: AxisBanks, d: int) -> list[int]:
 
 def _combine(per_dim: torch.Tensor, n: AxisBanks) -> torch.Tensor:
     """``[..., d]`` per-dimension indices in ``[0, n_k)`` -> ``[...]`` row-major ids in ``[0, prod n_k)``."""
-    place = torch.tensor(place_values(n, per_dim.shape[-1]), device=per_dim.device, dtype=per_dim.dtype)
+    d = per_dim.shape[-1]
+    counts = _counts(n, d)
+    if len(set(counts)) == 1:  # made on the device: no copy from the host in every step
+        place = counts[0] ** torch.arange(d - 1, -1, -1, device=per_dim.device, dtype=per_dim.dtype)
+    else:
+        place = torch.tensor(place_values(counts, d), device=per_dim.device, dtype=per_dim.dtype)
     return (per_dim * place).sum(-1)
 
 
@@ -47,7 +58,7 @@ def bank_index(coords: torch.Tensor, n: AxisBanks, alpha: float, beta: float = 0
     if math.prod(counts) == 1:
         return torch.zeros(coords.shape[0], dtype=torch.long, device=coords.device)
     cell = torch.floor(coords * alpha + beta).long()
-    return _combine(torch.remainder(cell, torch.tensor(counts, device=coords.device)), counts)
+    return _combine(torch.remainder(cell, _modulus(counts, coords.device)), counts)
 
 
 def bank_indices(coords: torch.Tensor, banks: list[AxisBanks], alphas: list[float]) -> torch.Tensor:
@@ -99,4 +110,4 @@ def bank_neighbours(coords: torch.Tensor, n: AxisBanks, alpha: float, beta: floa
     counts = _counts(n, d)
     if math.prod(counts) == 1:
         return torch.zeros(num, 2**d, dtype=torch.long, device=coords.device), w
-    return _combine(torch.remainder(cells, torch.tensor(counts, device=coords.device)), counts), w
+    return _combine(torch.remainder(cells, _modulus(counts, coords.device)), counts), w
