@@ -50,6 +50,7 @@ class TiledLoE(nn.Module):
         self.weights = nn.ParameterList([nn.Parameter(w) for w in weights])
         self.biases = nn.ParameterList([nn.Parameter(b) for b in biases])
         self.scales = config.scales()
+        self.bank_counts = config.bank_counts()
         self.quant_steps: torch.Tensor | None = None
         self.quant_offsets: list[torch.Tensor] | None = None
         self.quant_units: list[torch.Tensor] | None = None
@@ -110,7 +111,7 @@ class TiledLoE(nn.Module):
     def _linear(self, layer: int, x: torch.Tensor, tile: torch.Tensor, coords: torch.Tensor,
                 tile_major: bool, bank: torch.Tensor | None) -> torch.Tensor:
         cfg = self.config
-        nb = cfg.bank_counts()[layer]
+        nb = self.bank_counts[layer]
         w = self.weight(layer)
         flat = w.reshape(self.num_tiles * nb, w.shape[2], w.shape[3])
         if nb == 1:
@@ -190,7 +191,7 @@ class TiledLoE(nn.Module):
         cfg = self.config
         key = tile.clone()
         bank_ids = [torch.zeros_like(tile) if b is None else b for b in self.nearest_banks(coords)]
-        for nb, bank in zip(cfg.bank_counts(), bank_ids):
+        for nb, bank in zip(self.bank_counts, bank_ids):
             key = key * nb + bank
         groups, group = torch.unique(key, return_inverse=True)
         layout = ChunkLayout.of(group, groups.numel())
@@ -198,7 +199,7 @@ class TiledLoE(nn.Module):
         chunk_tile = tile[chunk_sample]
         h = layout.pack(x)
         for layer, bank in enumerate(bank_ids):
-            nb = cfg.bank_counts()[layer]
+            nb = self.bank_counts[layer]
             w = self.weight(layer)
             weight = w.reshape(self.num_tiles * nb, w.shape[2], w.shape[3])[chunk_tile * nb + bank[chunk_sample]]
             bias = self.biases[layer][chunk_tile].unsqueeze(1)
