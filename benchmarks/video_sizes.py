@@ -1,10 +1,10 @@
 """Video block sizes: one clip encoded at a few ``--bpp`` rates with a video preset changed by overrides.
 
 Each run names a variant and gives its changes to the preset as JSON (``model`` / ``fit`` /
-``quant`` fields, ``chunk``: frames per block); the rates share one fit through a fit cache
-(``--cache DIR/NAME``). Prints and appends one JSON line per rate (bpp, mean per-frame PSNR,
-seconds, blocks) to ``--out``. Used for the size sweep of benchmarks/README.md ("Video blocks
-sized by the rate")::
+``quant`` fields, ``chunk``: frames per block, ``max_width``: the widest network the rate may
+choose); the rates share one fit through a fit cache (``--cache DIR/NAME``). Prints and appends
+one JSON line per rate (bpp, mean per-frame PSNR, seconds, blocks) to ``--out``. Used for the size
+sweep of benchmarks/README.md ("Video blocks sized by the rate")::
 
     python benchmarks/video_sizes.py clip.mp4 w40_c120 '{"chunk": 120, "model": {"width": 40}}' \\
         0.06,0.1,0.16 --out benchmarks/results/video_sizes_cpu.jsonl
@@ -35,14 +35,15 @@ def variant(preset: str, changes: dict) -> tuple[video.VideoConfig, int | None]:
     parts = {name: dataclasses.replace(getattr(codec, name), **{k: tuple(v) if isinstance(v, list) else v
                                                                  for k, v in changes.get(name, {}).items()})
              for name in ("model", "fit", "quant")}
-    return dataclasses.replace(base, codec=dataclasses.replace(codec, **parts)), changes.get("chunk")
+    top = {"max_width": changes["max_width"]} if "max_width" in changes else {}
+    return dataclasses.replace(base, codec=dataclasses.replace(codec, **parts), **top), changes.get("chunk")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source")
     ap.add_argument("name", help="the variant's name (also its fit cache folder)")
-    ap.add_argument("changes", help='JSON: {"model": {...}, "fit": {...}, "quant": {...}, "chunk": N}')
+    ap.add_argument("changes", help='JSON: {"model": {...}, "fit": {...}, "quant": {...}, "chunk": N, "max_width": W}')
     ap.add_argument("bpp", help="comma-separated rates, bits per pixel per frame")
     ap.add_argument("--preset", default="video")
     ap.add_argument("--cache", default="video_sizes_cache", help="folder of the fit caches")

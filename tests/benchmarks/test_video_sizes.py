@@ -1,0 +1,18 @@
+"""The video size sweep's overrides (benchmarks/video_sizes.py)."""
+
+from __future__ import annotations
+
+from loe_codec.video import video_preset
+from support import load_script
+
+
+def test_variant_applies_model_chunk_and_max_width():
+    sizes = load_script("benchmarks/video_sizes.py")
+    base = video_preset("video")
+    config, chunk = sizes.variant("video", {"model": {"width": 72, "time_banks": [1, 2, 1, 1, 1]}, "chunk": 120,
+                                            "max_width": 72})
+    assert chunk == 120 and config.max_width == 72
+    assert config.codec.model.width == 72 and config.codec.model.time_banks == (1, 2, 1, 1, 1)
+    assert config.codec.fit == base.codec.fit and config.time == base.time
+    same, no_chunk = sizes.variant("video", {})
+    assert same == base and no_chunk is None
