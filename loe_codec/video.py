@@ -103,51 +103,61 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # nothing (30.81 dB at 0.16 bpp, 29.85 at 0.13 where width 56 reached 30.61); at 32 000 steps lr
     # 2e-2 lost 1-1.6 dB (two width-40 blocks: 29.64 dB at 0.16 bpp). Banks over space only
     # (time_banks 1: each bank holds its block's whole time span, half the parameters per width) won
-    # everywhere tried: carphone 0.06 bpp 29.96 dB (29.04), Big Buck Bunny crops +0.3-1.5 dB.
+    # everywhere tried: carphone 0.06 bpp 29.96 dB (29.04), Big Buck Bunny crops +0.3-1.5 dB. With them a
+    # wider network pays again: max_width 72 (carphone 0.1 bpp, one width-69 block: 31.57 dB; 30.54 with
+    # max_width 56), the rate rule cutting blocks shorter past 6 bits per parameter.
     "video": _video_preset(
         "video", ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6, time_banks=(1, 1, 1, 1, 1)),
         FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2), TileConfig(size=256, margin=4),
-        TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=56),
+        TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=72),
 }
 
 
 AUTO_CHUNKS = (16, 120)  # the frames per block :func:`blocks_for_rate` chooses from
 MIN_AUTO_WIDTH = 8  # the narrowest network it falls back to
 ENOUGH_BITS = 0.75  # a network is kept while its blocks get this fraction of their bits per parameter
+MOST_BITS = 1.2  # blocks are cut shorter while even the widest network would get more than this fraction
 
 
 def blocks_for_rate(config: VideoConfig, width: int, height: int, frames: int, bpp: float) -> VideoConfig:
     """``config`` with its blocks sized for ``bpp`` (bits per pixel per frame) on a ``width x height x
     frames`` video: about ``config.bits_per_parameter`` bits per network parameter in every block.
 
-    The network first: ``config.max_width`` wide where even that gets :data:`ENOUGH_BITS` of the target
-    in the longest block (:data:`AUTO_CHUNKS`, or the whole clip), the model's width where it does, else
-    the widest width (down to :data:`MIN_AUTO_WIDTH`) that gets the whole target: below ~4 bits per
-    parameter coarse steps wreck the networks (carphone at 0.03 bpp, one 120-frame block: width 26
-    reached 27.08 dB, width 40 23.68). Then the frames per block (within :data:`AUTO_CHUNKS`) for about
-    the target's bits per parameter, rounded to the nearest whole number of the near-equal chunks the time
-    axis is cut into, so that rates giving the same blocks share their fits."""
+    The fewest near-equal blocks of at most ``AUTO_CHUNKS[1]`` frames first, each with the widest network
+    (up to ``config.max_width``) that gets the target bits per parameter; the model's width where that
+    is narrower but the model still gets :data:`ENOUGH_BITS` of the target; narrower (down to
+    :data:`MIN_AUTO_WIDTH`) where not: below ~4 bits per parameter coarse steps wreck the networks
+    (carphone at 0.03 bpp, one 120-frame block: width 26 reached 27.08 dB, width 40 23.68). The blocks
+    are then cut shorter (one more block at a time, down to ``AUTO_CHUNKS[0]`` frames) while even the
+    widest network would get more than :data:`MOST_BITS` of the target: past ~6 bits per parameter finer
+    steps buy less than more networks (carphone at 0.16 bpp: one 120-frame width-72 block, 7.4 bits per
+    parameter, 32.31 dB; two 60-frame width-56 blocks, 6 bits, 32.91 dB), while at the target a wider
+    network beats more blocks (0.1 bpp: one width-69 block, 5 bits, 31.57 dB; two width-56 blocks,
+    3.8 bits, 30.54 dB). Rates giving the same blocks share their fits."""
     codec = config.codec
     tiles = len(TileGrid(width, height, codec.tile.size, codec.tile.margin))
     pixels_per_block_frame = width * height / tiles
     target = config.bits_per_parameter
-    fewest_chunks = math.ceil(frames / AUTO_CHUNKS[1])
-    longest = math.ceil(frames / fewest_chunks)
-    affordable = bpp * pixels_per_block_frame * longest / target  # parameters at the target's bits each
-    model = codec.model
-    wide = dataclasses.replace(model, width=config.max_width or model.width)
-    if wide.parameter_count() * ENOUGH_BITS <= affordable:
-        model = wide
-    elif model.parameter_count() * ENOUGH_BITS > affordable:
-        model = model.widest_within(affordable, MIN_AUTO_WIDTH, model.width)
-    frames_per_block = model.parameter_count() * target / (bpp * pixels_per_block_frame)
-    chunk = min(AUTO_CHUNKS[1], max(AUTO_CHUNKS[0], round(frames_per_block)))
-    # The nearest whole number of chunks: a little over the bits per parameter costs less than a little
-    # under (carphone at 0.16 bpp: two 60-frame blocks, 6 bits per parameter, 30.72 dB; three 40-frame
-    # blocks, 4 bits, 30.42 dB).
-    chunks = max(fewest_chunks, round(frames / chunk), 1)
-    sized = config.with_overrides(chunk=max(1, math.ceil(frames / chunks)))
+    widest = max(config.max_width or codec.model.width, codec.model.width)
+    chunks = math.ceil(frames / AUTO_CHUNKS[1])
+    while True:
+        length = math.ceil(frames / chunks)
+        affordable = bpp * pixels_per_block_frame * length / target  # parameters at the target's bits each
+        model = _network_for(codec.model, affordable, widest)
+        if affordable <= model.parameter_count() * MOST_BITS or math.ceil(frames / (chunks + 1)) < AUTO_CHUNKS[0]:
+            break
+        chunks += 1
+    sized = config.with_overrides(chunk=length)
     return dataclasses.replace(sized, codec=dataclasses.replace(sized.codec, model=model))
+
+
+def _network_for(model: ModelConfig, affordable: float, widest: int) -> ModelConfig:
+    """The widest ``model`` (up to ``widest``) of at most ``affordable`` parameters; ``model`` itself where
+    that is narrower but ``model`` has :data:`ENOUGH_BITS` of them."""
+    fitting = model.widest_within(affordable, MIN_AUTO_WIDTH, widest)
+    if fitting.width < model.width and model.parameter_count() * ENOUGH_BITS <= affordable:
+        return model
+    return fitting
 
 
 def video_preset(name: str) -> VideoConfig:

@@ -16,7 +16,7 @@ import loe_codec
 from cli.main import app
 from loe_codec.config import slope_for_quality
 from loe_codec.errors import UsageError
-from loe_codec.video import (AUTO_CHUNKS, ENOUGH_BITS, MIN_AUTO_WIDTH, LoeVideo, VideoConfig, blocks_for_rate,
+from loe_codec.video import (AUTO_CHUNKS, ENOUGH_BITS, MIN_AUTO_WIDTH, MOST_BITS, LoeVideo, VideoConfig, blocks_for_rate,
                              encode_video, video_preset)
 from test_video import CLIP, FAST_VIDEO, tiny_video_config
 
@@ -134,40 +134,48 @@ def test_info_of_blocks_that_keep_every_unit(tmp_path):
 
 
 def _pinned_preset() -> VideoConfig:
-    """The ``video`` preset with banks over space and time alike (its shape when these numbers were
-    worked out): the sizing rules under test, not the preset's tuning."""
+    """The ``video`` preset with banks over space and time alike and ``max_width`` 56 (its shape when
+    these numbers were worked out): the sizing rules under test, not the preset's tuning."""
     vcfg = video_preset("video")
     model = dataclasses.replace(vcfg.codec.model, time_banks=None)
-    return dataclasses.replace(vcfg, codec=dataclasses.replace(vcfg.codec, model=model))
+    return dataclasses.replace(vcfg, codec=dataclasses.replace(vcfg.codec, model=model), max_width=56)
 
 
 def _chunk(vcfg, width, height, frames, bpp) -> int:
     return blocks_for_rate(vcfg, width, height, frames, bpp).time.chunk
 
 
+def _bits_per_parameter(sized: VideoConfig, bpp: float) -> float:
+    return bpp * 176 * 144 * sized.time.chunk / sized.codec.model.parameter_count()  # one tile per frame
+
+
 def test_chunk_follows_the_rate():
     """Fewer, longer blocks at low rates: about ``bits_per_parameter`` bits per parameter in each block."""
     vcfg = _pinned_preset()
-    sized = [blocks_for_rate(vcfg, 176, 144, 120, bpp) for bpp in (0.03, 0.06, 0.1, 0.16, 0.5, 5.0)]
+    rates = (0.03, 0.06, 0.1, 0.16, 0.5, 5.0)
+    sized = [blocks_for_rate(vcfg, 176, 144, 120, bpp) for bpp in rates]
     chunks = [s.time.chunk for s in sized]
     assert chunks == sorted(chunks, reverse=True) and chunks[0] == AUTO_CHUNKS[1] == 120
-    assert chunks[-1] == AUTO_CHUNKS[0] - 1  # 8 near-equal chunks of 15 (the nearest count to 120 / 16)
-    for bpp, s in zip((0.06, 0.16, 0.5), (sized[1], sized[3], sized[4])):
-        per_block = 176 * 144 * s.time.chunk  # one 256-px tile per frame here
-        bits_per_parameter = bpp * per_block / s.codec.model.parameter_count()
-        # the nearest whole number of chunks: within a factor 1.5 of the bits per parameter asked
-        assert vcfg.bits_per_parameter / 1.5 < bits_per_parameter < vcfg.bits_per_parameter * 1.5
-    # 50 frames per block asked: 110 frames -> 2 chunks of 55 (2.2 is nearer 2 than 3)
-    wide = sized[3].codec.model
-    raw = round(wide.parameter_count() * 5.0 / (0.31 * 176 * 144))
-    assert raw == 50 and _chunk(vcfg, 176, 144, 110, 0.31) == 55 and _chunk(vcfg, 176, 144, 140, 0.31) == 47
+    assert chunks[-1] == 18  # 7 near-equal chunks: 8 would be shorter than AUTO_CHUNKS[0]
+    target = vcfg.bits_per_parameter
+    for bpp, s in zip(rates[:-1], sized[:-1]):
+        assert ENOUGH_BITS * target <= _bits_per_parameter(s, bpp) <= MOST_BITS * target, bpp
+        if s.time.chunk < 120:  # a block longer by one fewer chunk: more than MOST_BITS for the widest network
+            longer = math.ceil(120 / (math.ceil(120 / s.time.chunk) - 1))
+            wide = dataclasses.replace(s.codec.model, width=vcfg.max_width)
+            assert bpp * 176 * 144 * longer / wide.parameter_count() > MOST_BITS * target, bpp
+    assert _bits_per_parameter(sized[-1], 5.0) > MOST_BITS * target  # the shortest blocks: all the bits
+    # near-equal chunks of a clip that is not a multiple: 110 frames in 2 blocks of 55, 140 in 3 of 47
+    wide = dataclasses.replace(vcfg.codec.model, width=vcfg.max_width)
+    two_blocks = wide.parameter_count() * target / (176 * 144 * 55) * 1.1
+    assert _chunk(vcfg, 176, 144, 110, two_blocks) == 55 and _chunk(vcfg, 176, 144, 140, two_blocks) == 47
     with pytest.raises(UsageError):
         dataclasses.replace(vcfg, bits_per_parameter=0.0)
 
 
 def test_network_narrows_where_the_longest_block_is_short_of_bits():
     vcfg = _pinned_preset()
-    for frames, bpp in ((120, 0.06), (120, 0.08), (60, 0.12)):  # enough bits: the preset's network
+    for frames, bpp in ((120, 0.06), (120, 0.055), (60, 0.12)):  # a little short: the preset's network
         assert blocks_for_rate(vcfg, 176, 144, frames, bpp).codec.model == vcfg.codec.model
     low = blocks_for_rate(vcfg, 176, 144, 120, 0.03)
     assert low.time.chunk == 120 and MIN_AUTO_WIDTH < low.codec.model.width < vcfg.codec.model.width
@@ -180,17 +188,26 @@ def test_network_narrows_where_the_longest_block_is_short_of_bits():
     assert low.codec.model.banks == vcfg.codec.model.banks and low.codec.fit == vcfg.codec.fit
 
 
-def test_network_widens_where_the_longest_block_has_bits_to_spare():
-    """Up to ``max_width`` where the wider network still gets ENOUGH_BITS of the target; then shorter blocks."""
+def test_network_widens_with_the_rate_up_to_max_width():
+    """The widest network up to ``max_width`` that gets the whole target in one block of the clip: the
+    width grows with the rate (no jump to ``max_width``, which left rates just short of it on shorter
+    blocks); past ``max_width``, shorter blocks, each with the widest network at the target."""
     vcfg = _pinned_preset()
-    wide = dataclasses.replace(vcfg.codec.model, width=vcfg.max_width)
-    at_threshold = wide.parameter_count() * vcfg.bits_per_parameter * ENOUGH_BITS / (176 * 144 * 120)
-    below = blocks_for_rate(vcfg, 176, 144, 120, at_threshold * 0.98)
-    above = blocks_for_rate(vcfg, 176, 144, 120, at_threshold * 1.02)
-    assert below.codec.model == vcfg.codec.model and above.codec.model == wide
-    assert below.time.chunk == above.time.chunk == 120  # one block of the whole clip either way
+    model = vcfg.codec.model
+    bpp_per_parameter = vcfg.bits_per_parameter / (176 * 144 * 120)  # one 120-frame block at the target
+    for width in (model.width, (model.width + vcfg.max_width) // 2, vcfg.max_width):
+        sized_model = dataclasses.replace(model, width=width)
+        sized = blocks_for_rate(vcfg, 176, 144, 120, sized_model.parameter_count() * bpp_per_parameter * 1.001)
+        assert sized.codec.model == sized_model and sized.time.chunk == 120, width
+    # a little short of the model's bits (but ENOUGH_BITS of them): still the model, in one block
+    short = blocks_for_rate(vcfg, 176, 144, 120, model.parameter_count() * bpp_per_parameter * ENOUGH_BITS * 1.02)
+    assert short.codec.model == model and short.time.chunk == 120
     high = blocks_for_rate(vcfg, 176, 144, 120, 0.5)
-    assert high.codec.model == wide and high.time.chunk < 120  # no wider than max_width: shorter blocks
+    assert high.time.chunk < 120 and high.codec.model.width <= vcfg.max_width  # no wider: shorter blocks,
+    assert vcfg.bits_per_parameter <= _bits_per_parameter(high, 0.5) <= MOST_BITS * vcfg.bits_per_parameter
+    wider = dataclasses.replace(high.codec.model, width=high.codec.model.width + 1)  # each the widest at the target
+    assert _bits_per_parameter(dataclasses.replace(high, codec=dataclasses.replace(high.codec, model=wider)),
+                               0.5) < vcfg.bits_per_parameter
     assert high.codec.fit == vcfg.codec.fit
     unbounded = dataclasses.replace(vcfg, max_width=None)  # no max_width: never wider than the model
     assert blocks_for_rate(unbounded, 176, 144, 120, 0.5).codec.model == vcfg.codec.model
