@@ -138,7 +138,7 @@ def blocks_for_rate(config: VideoConfig, width: int, height: int, frames: int, b
     tiles = len(TileGrid(width, height, codec.tile.size, codec.tile.margin))
     pixels_per_block_frame = width * height / tiles
     target = config.bits_per_parameter
-    widest = max(config.max_width or codec.model.width, codec.model.width)
+    widest = config.max_width or codec.model.width  # never narrower than the model (VideoConfig checks)
     chunks = math.ceil(frames / AUTO_CHUNKS[1])
     while True:
         length = math.ceil(frames / chunks)
