@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -31,7 +32,7 @@ PICTURE_TYPES = {1: "I", 2: "P", 3: "B"}  # libavutil's AVPictureType
 
 
 def picture_type(kind) -> str:
-    """``I`` / ``P`` / ``B`` of a decoded frame's ``pict_type`` (an enum or, in newer PyAV, an int)."""
+    """``I`` / ``P`` / ``B`` of a decoded frame's ``pict_type`` (an enum or an int, by PyAV version)."""
     return getattr(kind, "name", None) or PICTURE_TYPES.get(int(kind), str(int(kind)))
 
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [measure(clip, float(source.fps), int(c), args.library) for c in args.crf.split(",")]
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-              "machine": {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count()},
+              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
               "video": args.video, "width": source.width, "height": source.height, "frames": len(clip),
               "still": args.still, "library": args.library, "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
