@@ -14,6 +14,8 @@ def test_variant_applies_model_chunk_and_max_width():
     assert chunk == 120 and config.max_width == 72
     assert config.codec.model.width == 72 and config.codec.model.time_banks == (1, 2, 1, 1, 1)
     assert config.codec.fit == base.codec.fit and config.time == base.time
+    tiled, _ = sizes.variant("video", {"tile": {"size": 512}})
+    assert tiled.codec.tile.size == 512 and tiled.codec.model == base.codec.model
     target, _ = sizes.variant("video", {"bits_per_parameter": 4.0})
     assert target.bits_per_parameter == 4.0 and target.codec == base.codec
     same, no_chunk = sizes.variant("video", {})
