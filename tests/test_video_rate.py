@@ -16,6 +16,7 @@ import loe_codec
 from cli.main import app
 from loe_codec.config import slope_for_quality
 from loe_codec.errors import UsageError
+from loe_codec.tiling import TileGrid
 from loe_codec.video import (AUTO_CHUNKS, ENOUGH_BITS, MIN_AUTO_WIDTH, MOST_BITS, LoeVideo, VideoConfig, blocks_for_rate,
                              encode_video, video_preset)
 from test_video import CLIP, FAST_VIDEO, tiny_video_config
@@ -224,3 +225,14 @@ def test_bpp_encode_chooses_the_chunk_unless_asked(tmp_path):
     frames = [loe_codec.info(r.path)["blocks"]["chunk_frames"] for r in (auto, asked, plain)]
     assert frames == [chosen, 4, vcfg.time.chunk]
     assert abs(auto.bpp - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("preset, bpp, blocks, width", [("video", 0.02, 6, 53), ("video", 0.03, 6, 65),
+                                                         ("video-best", 0.02, 4, 65), ("video-best", 0.03, 4, 81)])
+def test_presets_size_big_buck_bunny_as_measured(preset, bpp, blocks, width):
+    """The blocks behind the recorded Big Buck Bunny numbers (1280x720, 60 frames; benchmarks/README.md):
+    ``video-best``'s 640-pixel tiles give 4 blocks, wider than the preset's ``max_width`` 72 at 0.03 bpp."""
+    vcfg = video_preset(preset)
+    sized = blocks_for_rate(vcfg, 1280, 720, 60, bpp)
+    tiles = len(TileGrid(1280, 720, sized.codec.tile.size, sized.codec.tile.margin))
+    assert (tiles * math.ceil(60 / sized.time.chunk), sized.codec.model.width) == (blocks, width)
