@@ -159,7 +159,8 @@ def encode(
     output: Path = typer.Option(..., "--output", "-o", help="Output .loe file."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p",
                                          help="Images: fast, balanced (default) or best. "
-                                              "Videos: video-fast, video (default) or video-best (about twice video's encode time)."),
+                                              "Videos: video-fast, video (default) or video-best "
+                                              "(about twice video's encode time)."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in pixels (overrides the preset)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Fitting steps per tile (overrides the preset)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same input + seed = same file)."),

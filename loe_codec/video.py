@@ -88,6 +88,9 @@ def _video_preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfi
                        bits_per_parameter, max_width)
 
 
+# The network of the `video` and `video-best` presets (the rate rule widens it).
+_VIDEO_MODEL = ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6, time_banks=(1, 1, 1, 1, 1))
+
 # Measured on carphone (176x144, 120 frames) on a 2-core CPU: see benchmarks/README.md.
 VIDEO_PRESETS: dict[str, VideoConfig] = {
     "video-fast": _video_preset(
@@ -112,21 +115,19 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # (6 blocks instead of 15: 26.58 / 28.69 / 29.89 dB at 0.01 / 0.02 / 0.03 bpp, +0.02 / +0.44 / +0.58)
     # and its crops (sky +1.36 dB, grass +0.15 at 0.02 bpp); carphone is one tile either way.
     "video": _video_preset(
-        "video", ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6, time_banks=(1, 1, 1, 1, 1)),
-        FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2), TileConfig(size=512, margin=4),
-        TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=72),
+        "video", _VIDEO_MODEL, FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2),
+        TileConfig(size=512, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=72),
     # `video` with 640-pixel tiles, networks up to width 110 and twice the fit steps (the QAT steps stay
     # 2000, as measured): on Big Buck Bunny's first 60 frames (4 blocks of 640x360x60) 27.17 / 29.62 / 30.48
     # dB at 0.01 / 0.02 / 0.03 bpp (x264 medium 28.24 / 32.04 / 34.03; `video`: 26.58 / 28.69 / 29.89;
     # 640-pixel tiles at 32 000 steps: 28.75 / 30.36 at 0.02 / 0.03: the width-81 networks of 0.03 bpp gain
-    # little from the steps). Blocks that large are
-    # far from converged at 32 000 steps of 4096 samples (each voxel sampled ~9.5 times). About twice the
-    # encode time of `video`; not measured on carphone (one tile either way, but wider networks at high rates).
+    # little from the steps). Blocks that large are far from converged at 32 000 steps of 4096 samples (each
+    # voxel sampled ~9.5 times). About twice the encode time of `video`; not measured on carphone (one tile
+    # either way, but wider networks at high rates).
     "video-best": _video_preset(
-        "video-best", ModelConfig(dims=3, width=40, banks=(1, 2, 2, 2, 1), pe_frequencies=6,
-                                  time_banks=(1, 1, 1, 1, 1)),
-        FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2), TileConfig(size=640, margin=4),
-        TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110, qat_steps=2000),
+        "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
+        TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110,
+        qat_steps=2000),
 }
 
 
