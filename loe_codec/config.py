@@ -15,6 +15,8 @@ from .errors import UsageError
 ARRANGEMENTS = ("coarse_to_fine", "fine_to_coarse", "uniform_coarse", "uniform_fine")
 BLENDS = ("nearest", "linear")
 ACTIVATIONS = ("sine", "relu", "gelu")
+SAMPLINGS = ("uniform", "error")
+"""How the fit draws its samples: uniformly, or more where the error is (:mod:`loe_codec.sampling`)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How tile networks are fitted."""
+    """How tile networks are fitted (``sampling``: one of :data:`SAMPLINGS`)."""
 
     steps: int = 16000
     samples_per_tile: int = 1024
@@ -143,12 +145,15 @@ class FitConfig:
     warmup_steps: int = 50
     tiles_per_batch: int = 16
     seed: int = 0
+    sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.samples_per_tile < 1 or self.tiles_per_batch < 1:
             raise UsageError("steps >= 0, samples_per_tile >= 1 and tiles_per_batch >= 1 are required")
         if not self.learning_rate > 0:
             raise UsageError("learning_rate must be > 0")
+        if self.sampling not in SAMPLINGS:
+            raise UsageError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
 
 
 QUANT_SCHEMES = ("laplace", "int8")
@@ -247,6 +252,8 @@ class CodecConfig:
         d = dataclasses.asdict(self)
         if d["model"]["time_banks"] is None:
             del d["model"]["time_banks"]
+        if d["fit"]["sampling"] == "uniform":
+            del d["fit"]["sampling"]
         return d
 
     @classmethod

@@ -14,6 +14,7 @@ from .config import FitConfig, ModelConfig, QuantConfig
 from .errors import CodecRuntimeError, UsageError
 from .model import TiledLoE
 from .model.tile_major import DISPATCHES
+from .sampling import SampledPool
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -55,7 +56,7 @@ def learning_rate(step: int, cfg: FitConfig) -> float:
     return cfg.learning_rate * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-class _PixelPool:
+class _PixelPool(SampledPool):
     """All tiles' pixels flattened on the device, with per-tile geometry, for sampling."""
 
     def __init__(self, targets: list[TileTarget], device: torch.device):
@@ -70,12 +71,12 @@ class _PixelPool:
         self.extent_x = as_t([t.extent_x for t in targets], torch.float32)
         self.extent_y = as_t([t.extent_y for t in targets], torch.float32)
         self.num_tiles = len(targets)
+        self.shapes = [(1, t.pixels.shape[0], t.pixels.shape[1]) for t in targets]
         self.tile = torch.arange(self.num_tiles, device=device).unsqueeze(1)
 
     def sample(self, per_tile: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random pixels: tile ``[N]``, coords ``[N, 2]`` (x, y), targets ``[N, C]`` in ``[-0.5, 0.5]``."""
-        u = torch.rand(self.num_tiles, per_tile, generator=gen, device=self.pixels.device)
-        local = torch.minimum((u * self.count).long(), self.count - 1)
+        local = self.draw(per_tile, gen)
         row, col = local // self.width, local % self.width
         x = (col + self.origin_x) / self.extent_x
         y = (row + self.origin_y) / self.extent_y
@@ -159,6 +160,10 @@ class FitLoop:
         with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
             pred = self.model(tile, coords, tile_major=True, dispatch=self.dispatch)
         err = (pred.float() - target) ** 2
+        weights = getattr(self.pool, "weights", None)
+        if weights is not None:  # error-driven samples: importance weights keep the uniform objective
+            self.pool.observe(err.detach().mean(dim=1))
+            err = err * weights.unsqueeze(1)
         # Sum of per-tile means: each tile's gradient is independent of the batch size.
         loss = err.view(self.model.num_tiles, -1).mean(dim=1).sum()
         self.opt.zero_grad(set_to_none=True)
@@ -182,7 +187,10 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
     model = model.to(device)
     if model.quant_steps is not None:
         model.quantize_in_loop(model.quant_steps, model.quant_offsets, model.quant_units)  # follow the model to the device
-    loop = FitLoop(model, fit_cfg, pool_type(targets, device), seed, precision, dispatch)
+    pool = pool_type(targets, device)
+    if fit_cfg.sampling == "error":
+        pool.sample_by_error()
+    loop = FitLoop(model, fit_cfg, pool, seed, precision, dispatch)
     report_every = max(1, fit_cfg.steps // 100)
     for step in range(fit_cfg.steps):
         loss = loop.step(step)

@@ -15,6 +15,7 @@ import torch
 from .config import FitConfig, ModelConfig
 from .fit import ProgressFn, train
 from .model import TiledLoE
+from .sampling import SampledPool
 
 
 @dataclass
@@ -34,7 +35,7 @@ class BlockTarget:
     seed: int
 
 
-class _VoxelPool:
+class _VoxelPool(SampledPool):
     """All blocks' voxels flattened on the device, with per-block geometry, for sampling."""
 
     def __init__(self, targets: list[BlockTarget], device: torch.device):
@@ -55,12 +56,12 @@ class _VoxelPool:
         self.step = torch.tensor([[1.0 / e for e in t.extent] for t in targets], dtype=torch.float32,
                                  device=device).unsqueeze(1)
         self.num_blocks = len(targets)
+        self.shapes = [tuple(s[:3]) for s in shapes]
         self.block = torch.arange(self.num_blocks, device=device).unsqueeze(1)
 
     def sample(self, per_block: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random voxels: block ``[N]``, coords ``[N, 3]`` (x, y, t), targets ``[N, C]`` in ``[-0.5, 0.5]``."""
-        u = torch.rand(self.num_blocks, per_block, generator=gen, device=self.voxels.device)
-        local = torch.minimum((u * self.count).long(), self.count - 1)
+        local = self.draw(per_block, gen)
         frame, rest = local // self.plane, local % self.plane
         index = torch.stack([rest % self.width, rest // self.width, frame], dim=2).float()  # [B, S, 3]
         coords = (self.start + index * self.step).reshape(-1, 3)
