@@ -108,3 +108,18 @@ def test_the_setting_is_checked_and_stored_only_where_it_is_not_the_default():
     cfg = dataclasses.replace(CodecConfig(), fit=FIT)
     assert cfg.to_dict()["fit"]["sampling"] == "error"
     assert CodecConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_an_error_sampled_sync_free_step_reads_nothing_back_to_the_host():
+    from loe_codec.fit import FitLoop
+    from loe_codec.hostreads import HostReads
+    from loe_codec.model import TiledLoE
+
+    targets = two_tile_targets()
+    pool = _PixelPool(targets, torch.device("cpu"))
+    pool.sample_by_error()
+    loop = FitLoop(TiledLoE.initialised(MODEL, [t.seed for t in targets]), FIT, pool, 0, "fp32", "dense")
+    loop.step(0)
+    with HostReads() as reads:
+        [loop.step(step) for step in range(1, 4)]
+    assert reads.ops == []
