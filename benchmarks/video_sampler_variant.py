@@ -5,6 +5,7 @@ see :mod:`loe_codec.sampling`), for trying them without a config field each::
         '{"fit": {"steps": 32000, "sampling": "error"}}' 0.03 --preset video-best
 """
 
+import functools
 import runpy
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from loe_codec import sampling  # noqa: E402
 if __name__ == "__main__":
     cell = tuple(int(v) for v in sys.argv[1].split(","))
     mix, power, decay = (float(v) for v in sys.argv[2:5])
-    sampling.CellSampler.__init__.__defaults__ = (cell, mix, power, decay)
+    # The pools build their sampler through this module-level name.
+    sampling.CellSampler = functools.partial(sampling.CellSampler, cell=cell, mix=mix, power=power, decay=decay)
     sys.argv = ["video_sizes.py"] + sys.argv[5:]
     runpy.run_path(str(Path(__file__).resolve().parent / "video_sizes.py"), run_name="__main__")

@@ -55,7 +55,6 @@ class CellSampler:
         voxels = size.prod(dim=2).float()
         self.share = (voxels / voxels.sum(dim=1, keepdim=True)).to(device)  # p: [B, cells]
         self.error = torch.ones_like(self.share)  # running mean squared error per cell
-        self.num, self.cells = len(shapes), most
         self._last: torch.Tensor | None = None
 
     def probabilities(self) -> torch.Tensor:
