@@ -228,11 +228,14 @@ def test_bpp_encode_chooses_the_chunk_unless_asked(tmp_path):
 
 
 @pytest.mark.parametrize("preset, bpp, blocks, width", [("video", 0.02, 6, 53), ("video", 0.03, 6, 65),
-                                                         ("video-best", 0.02, 4, 65), ("video-best", 0.03, 4, 81)])
+                                                         ("video-best", 0.01, 4, 46), ("video-best", 0.02, 4, 65),
+                                                         ("video-best", 0.03, 4, 81)])
 def test_presets_size_big_buck_bunny_as_measured(preset, bpp, blocks, width):
     """The blocks behind the recorded Big Buck Bunny numbers (1280x720, 60 frames; benchmarks/README.md):
-    ``video-best``'s 640-pixel tiles give 4 blocks, wider than the preset's ``max_width`` 72 at 0.03 bpp."""
+    ``video-best``'s 640-pixel tiles give 4 blocks, wider than the preset's ``max_width`` 72 at 0.03 bpp,
+    fitted with error-driven sampling (``video``: uniform samples)."""
     vcfg = video_preset(preset)
     sized = blocks_for_rate(vcfg, 1280, 720, 60, bpp)
     tiles = len(TileGrid(1280, 720, sized.codec.tile.size, sized.codec.tile.margin))
     assert (tiles * math.ceil(60 / sized.time.chunk), sized.codec.model.width) == (blocks, width)
+    assert sized.codec.fit.sampling == ("error" if preset == "video-best" else "uniform")
