@@ -123,12 +123,12 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # 640-pixel tiles at 32 000 steps: 28.75 / 30.36 at 0.02 / 0.03: the width-81 networks of 0.03 bpp gain
     # little from the steps). Blocks that large are far from converged at 32 000 steps of 4096 samples (each
     # voxel sampled ~9.5 times). About twice the encode time of `video`; not measured on carphone (one tile
-    # either way, but wider networks at high rates). Its samples are drawn where the error is
-    # (loe_codec.sampling): 27.30 / 29.32 / 31.09 dB at 0.01 / 0.02 / 0.03 bpp against 27.17 / 29.62 / 30.48
-    # with uniform samples (widths 46 / 65 / 81: +0.13 / -0.30 / +0.61), within 3 dB of x264 at all three.
+    # either way, but wider networks at high rates). Samples drawn where the error is (loe_codec.sampling)
+    # gave 27.30 / 29.32 / 31.09 dB at 0.01 / 0.02 / 0.03 bpp (+0.13 / -0.30 / +0.61), on a 640x360 block of
+    # it -0.35 / +0.36 / -0.60 at 0.02 / 0.03 / 0.05 bpp and -0.09 with another seed (which moved a uniform
+    # fit by 0.23): no consistent gain for 12% more encode time, so uniform samples.
     "video-best": _video_preset(
-        "video-best", _VIDEO_MODEL,
-        FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2, sampling="error"),
+        "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110,
         qat_steps=2000),
 }
