@@ -38,7 +38,7 @@ def uniform_after(fraction: float) -> None:
 
     def switching_step(self, i):
         if self.pool.sampler is not None and i >= fraction * self.fit_cfg.steps:
-            self.pool.sampler, self.pool.weights = None, None
+            self.pool.sampler = None  # its next draw is uniform and unweighted
         return step(self, i)
 
     fit.FitLoop.step = switching_step

@@ -101,6 +101,7 @@ class SampledPool:
     def draw(self, per_target: int, gen: torch.Generator) -> torch.Tensor:
         """Flat sample indices ``[B, S]`` within each target."""
         if self.sampler is None:
+            self.weights = None
             u = torch.rand(self.count.shape[0], per_target, generator=gen, device=self.count.device)
             return torch.minimum((u * self.count).long(), self.count - 1)
         local, weights = self.sampler.draw(per_target, gen)

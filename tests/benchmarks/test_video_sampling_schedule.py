@@ -25,12 +25,12 @@ def test_uniform_after_switches_the_fit_to_uniform_samples(monkeypatch):
 
     def spy(self, i):  # which samples step i drew
         loss = step(self, i)
-        pools.append(self.pool.sampler is not None)
+        pools.append((self.pool.sampler is not None, self.pool.weights is not None))
         return loss
 
     monkeypatch.setattr(fit.FitLoop, "step", spy)
     switched = fit.fit_tiles(MODEL, FIT, targets, device="cpu")
-    assert pools == [True] * 10 + [False] * 10
+    assert pools == [(True, True)] * 10 + [(False, False)] * 10
     assert not torch.equal(plain.weights[1], switched.weights[1])
 
 
