@@ -134,7 +134,9 @@ class FitLoop:
 
     A step samples ``samples_per_tile`` pixels of every tile, evaluates the model on them as a
     tile-major batch and takes one Adam step. On CUDA with the sync-free dispatch a step reads
-    nothing back to the host (its loss stays on the device).
+    nothing back to the host (its loss stays on the device). ``tile_loss`` ``[T]`` holds the last
+    step's loss of every tile (its samples' mean squared error, importance-weighted under error-driven
+    sampling, before the step; a detached device tensor: for convergence traces).
     """
 
     def __init__(self, model: TiledLoE, fit_cfg: FitConfig, pool, seed: int, precision: str = "fp32",
@@ -148,6 +150,7 @@ class FitLoop:
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         self.opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)
         self.bf16 = precision == "bf16"
+        self.tile_loss: torch.Tensor | None = None
 
     def step(self, step: int) -> torch.Tensor:
         """Adam step number ``step`` (it sets the learning rate); returns the loss before it (a 0-d
@@ -165,7 +168,9 @@ class FitLoop:
             self.pool.observe(err.detach().mean(dim=1))
             err = err * weights.unsqueeze(1)
         # Sum of per-tile means: each tile's gradient is independent of the batch size.
-        loss = err.view(self.model.num_tiles, -1).mean(dim=1).sum()
+        self.tile_loss = err.view(self.model.num_tiles, -1).mean(dim=1)
+        loss = self.tile_loss.sum()
+        self.tile_loss = self.tile_loss.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -205,3 +205,23 @@ def test_a_sync_free_training_step_reads_nothing_back_to_the_host(dispatch, prec
         losses = [loop.step(step) for step in range(1, 4)]
     assert reads.ops == []
     assert all(loss.dim() == 0 for loss in losses)
+
+
+def test_fit_loop_keeps_every_tiles_loss(monkeypatch):
+    from loe_codec import fit
+
+    losses = []
+    step = fit.FitLoop.step
+
+    def spy(loop, i):
+        loss = step(loop, i)
+        losses.append((float(loss), loop.tile_loss.tolist()))
+        return loss
+
+    monkeypatch.setattr(fit.FitLoop, "step", spy)
+    fit_tiles(ModelConfig(width=8, banks=(1, 2, 1), pe_frequencies=2),
+              FitConfig(steps=3, samples_per_tile=64, warmup_steps=1), two_tile_targets(), device="cpu")
+    assert len(losses) == 3
+    for total, per_tile in losses:
+        assert len(per_tile) == 2 and abs(total - sum(per_tile)) <= 1e-5 * total
+        assert per_tile[0] != per_tile[1]
