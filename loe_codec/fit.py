@@ -168,9 +168,9 @@ class FitLoop:
             self.pool.observe(err.detach().mean(dim=1))
             err = err * weights.unsqueeze(1)
         # Sum of per-tile means: each tile's gradient is independent of the batch size.
-        self.tile_loss = err.view(self.model.num_tiles, -1).mean(dim=1)
-        loss = self.tile_loss.sum()
-        self.tile_loss = self.tile_loss.detach()
+        per_tile = err.view(self.model.num_tiles, -1).mean(dim=1)
+        loss = per_tile.sum()
+        self.tile_loss = per_tile.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
