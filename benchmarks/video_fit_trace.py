@@ -4,11 +4,10 @@ with every block's mean training PSNR over each window of ``--every`` steps.
 The blocks are sized for ``bpp`` as :func:`loe_codec.video.encode_video` sizes them, taken from the
 clip's first time chunk (``--blocks``: their indices there, row-major; default all) and fitted together
 in one batched model, as the encoder fits a batch, but with no quantization: the trace shows what the
-learning-rate schedule does to each network. Used for benchmarks/README.md ("Why twice the steps gave
-little at 0.03 bpp")::
+learning-rate schedule does to each network. Used for benchmarks/README.md ("What else was tried at
+0.03 bpp, and why twice the steps gave little on the whole clip")::
 
-    python benchmarks/video_fit_trace.py bbb60.mkv 0.03 --preset video-best --blocks 1 \\
-        --out benchmarks/results/video_bbb60_fit_trace_b1.json
+    python benchmarks/video_fit_trace.py bbb60.mkv 0.03 --preset video-best --blocks 1 --out trace_b1.json
 """
 
 from __future__ import annotations
@@ -27,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loe_codec import fit, video  # noqa: E402
 from loe_codec.encode import with_channels  # noqa: E402
-from loe_codec.video_container import VideoHeader, VideoInfo  # noqa: E402
-from loe_codec.video_encode import placeholder_stats, video_batches  # noqa: E402
+from loe_codec.video_encode import video_batches  # noqa: E402
 from loe_codec.video_fit import fit_blocks  # noqa: E402
+from loe_codec.video_tiling import SpaceTimeGrid  # noqa: E402
 from loe_codec.videoio import VideoSource  # noqa: E402
 
 
@@ -38,10 +37,10 @@ def sized_blocks(source: VideoSource, config: video.VideoConfig, bpp: float, blo
     if config.bits_per_parameter is not None:  # as encode_video does
         config = video.blocks_for_rate(config, source.width, source.height, source.frames, bpp)
     codec = with_channels(config.codec, source.channels)
-    info = VideoInfo(source.width, source.height, source.frames, source.fps.numerator, source.fps.denominator)
-    header = VideoHeader(info, codec, config.time, [], placeholder_stats(False), encoder="trace")
+    grid = SpaceTimeGrid.of(source.width, source.height, source.frames, codec.tile.size, codec.tile.margin,
+                            config.time.chunk, config.time.margin)
     chunk_targets = []
-    for part, targets in video_batches(source, header.grid, codec):
+    for part, targets in video_batches(source, grid, codec):
         if part[0].chunk.index != 0:
             break
         chunk_targets += targets

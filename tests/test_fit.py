@@ -208,17 +208,15 @@ def test_a_sync_free_training_step_reads_nothing_back_to_the_host(dispatch, prec
 
 
 def test_fit_loop_keeps_every_tiles_loss(monkeypatch):
-    from loe_codec import fit
-
     losses = []
-    step = fit.FitLoop.step
+    step = FitLoop.step
 
     def spy(loop, i):
         loss = step(loop, i)
         losses.append((float(loss), loop.tile_loss.tolist()))
         return loss
 
-    monkeypatch.setattr(fit.FitLoop, "step", spy)
+    monkeypatch.setattr(FitLoop, "step", spy)
     fit_tiles(ModelConfig(width=8, banks=(1, 2, 1), pe_frequencies=2),
               FitConfig(steps=3, samples_per_tile=64, warmup_steps=1), two_tile_targets(), device="cpu")
     assert len(losses) == 3
