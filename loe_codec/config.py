@@ -136,7 +136,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How tile networks are fitted (``sampling``: one of :data:`SAMPLINGS`)."""
+    """How tile networks are fitted (``sampling``: one of :data:`SAMPLINGS`).
+
+    The learning rate warms up linearly over ``warmup_steps``, stays at ``learning_rate`` for the
+    fraction ``hold_fraction`` of the remaining steps, then decays along a cosine to
+    ``final_lr_fraction`` of it (:func:`loe_codec.fit.learning_rate`).
+    """
 
     steps: int = 16000
     samples_per_tile: int = 1024
@@ -146,6 +151,7 @@ class FitConfig:
     tiles_per_batch: int = 16
     seed: int = 0
     sampling: str = "uniform"
+    hold_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.samples_per_tile < 1 or self.tiles_per_batch < 1:
@@ -154,6 +160,8 @@ class FitConfig:
             raise UsageError("learning_rate must be > 0")
         if self.sampling not in SAMPLINGS:
             raise UsageError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if not 0 <= self.hold_fraction < 1:
+            raise UsageError(f"hold_fraction must be in [0, 1), got {self.hold_fraction}")
 
 
 QUANT_SCHEMES = ("laplace", "int8")
@@ -247,13 +255,15 @@ class CodecConfig:
     preset: str = "custom"
 
     def to_dict(self) -> dict:
-        """Plain dict of every field; ``model.time_banks`` only where set (files without it are
-        read by decoders from before it)."""
+        """Plain dict of every field; ``model.time_banks``, ``fit.sampling`` and ``fit.hold_fraction``
+        only where not their defaults (files without them are read by decoders from before them)."""
         d = dataclasses.asdict(self)
         if d["model"]["time_banks"] is None:
             del d["model"]["time_banks"]
         if d["fit"]["sampling"] == "uniform":
             del d["fit"]["sampling"]
+        if d["fit"]["hold_fraction"] == 0:
+            del d["fit"]["hold_fraction"]
         return d
 
     @classmethod

@@ -47,11 +47,13 @@ class TileTarget:
 
 
 def learning_rate(step: int, cfg: FitConfig) -> float:
-    """Linear warm-up, then cosine decay from ``learning_rate`` to ``final_lr_fraction`` of it."""
+    """Linear warm-up, the peak ``learning_rate`` for ``hold_fraction`` of the remaining steps, then
+    cosine decay to ``final_lr_fraction`` of it."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
     span = max(cfg.steps - cfg.warmup_steps, 1)
     t = min((step - cfg.warmup_steps) / span, 1.0)
+    t = max(t - cfg.hold_fraction, 0.0) / (1 - cfg.hold_fraction)
     low = cfg.final_lr_fraction
     return cfg.learning_rate * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t)))
 
@@ -114,13 +116,14 @@ def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig,
     in the forward pass (straight-through gradients), the units not in ``units`` (bool ``[T, width]``
     per hidden layer; None: all) dropped.
 
-    The learning rate decays from ``qat_learning_rate`` like the fit's does. Returns the model with
-    quantization turned off again (its float weights now sit where rounding costs little).
+    The learning rate decays from ``qat_learning_rate`` along the fit's cosine (no warm-up, no hold).
+    Returns the model with quantization turned off again (its float weights now sit where rounding
+    costs little).
     ``pool_type`` samples the targets (video blocks bring their own); ``precision``, ``dispatch``: see
     :func:`train`.
     """
     qat = dataclasses.replace(fit_cfg, steps=quant_cfg.qat_steps, learning_rate=quant_cfg.qat_learning_rate,
-                              warmup_steps=0)
+                              warmup_steps=0, hold_fraction=0.0)
     model.quantize_in_loop(steps, offsets, units)
     try:
         return train(model, qat, targets, torch.device(device), targets[0].seed + 1, progress, pool_type,

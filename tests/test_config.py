@@ -25,10 +25,17 @@ def test_model_config_validation(kwargs):
 
 
 @pytest.mark.parametrize("kwargs", [dict(steps=-1), dict(samples_per_tile=0), dict(tiles_per_batch=0),
-                                    dict(learning_rate=0.0)])
+                                    dict(learning_rate=0.0), dict(hold_fraction=-0.1), dict(hold_fraction=1.0)])
 def test_fit_config_validation(kwargs):
     with pytest.raises(errors.UsageError):
         FitConfig(**kwargs)
+
+
+def test_hold_fraction_is_stored_only_where_set():
+    assert "hold_fraction" not in CodecConfig().to_dict()["fit"]  # files read by decoders from before it
+    held = dataclasses.replace(CodecConfig(), fit=FitConfig(hold_fraction=0.25))
+    assert held.to_dict()["fit"]["hold_fraction"] == 0.25
+    assert CodecConfig.from_dict(held.to_dict()) == held
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -98,6 +98,30 @@ def test_learning_rate_schedule():
     assert min(lrs) >= 1e-3 - 1e-12
 
 
+def test_hold_fraction_keeps_the_peak_then_runs_the_cosine_over_the_rest():
+    plain = FitConfig(steps=110, learning_rate=1e-2, warmup_steps=10, final_lr_fraction=0.1)
+    held = dataclasses.replace(plain, hold_fraction=0.5)
+    assert [learning_rate(s, held) for s in range(10)] == [learning_rate(s, plain) for s in range(10)]
+    assert all(learning_rate(s, held) == 1e-2 for s in range(10, 61))  # half the steps after the warm-up
+    # The cosine squeezed into the second half: step 60 + k there is step 10 + 2k of the plain one.
+    for k in (5, 20, 40, 50):
+        assert learning_rate(60 + k, held) == pytest.approx(learning_rate(10 + 2 * k, plain))
+    assert learning_rate(110, held) == pytest.approx(1e-3)
+    with pytest.raises(UsageError, match="hold_fraction"):
+        FitConfig(hold_fraction=1.0)
+
+
+def test_the_fine_tuning_does_not_hold_its_learning_rate(well_fitted, monkeypatch):
+    import loe_codec.fit as fit_module
+
+    seen = []
+    monkeypatch.setattr(fit_module, "train", lambda model, cfg, *a, **k: seen.append(cfg) or model)
+    qat = QuantConfig(qat_steps=5, qat_learning_rate=3e-3)
+    finetune_quantized(copy.deepcopy(well_fitted), _coarse_steps(well_fitted, 0.5),
+                       dataclasses.replace(FIT, hold_fraction=0.25), qat, _targets())
+    assert [(c.hold_fraction, c.warmup_steps, c.steps) for c in seen] == [(0.0, 0, 5)]
+
+
 def test_tile_seeds_differ_per_tile_and_run():
     seeds = {tile_seed(s, t) for s in range(3) for t in range(50)}
     assert len(seeds) == 150
