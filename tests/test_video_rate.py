@@ -17,8 +17,9 @@ from cli.main import app
 from loe_codec.config import slope_for_quality
 from loe_codec.errors import UsageError
 from loe_codec.tiling import TileGrid
-from loe_codec.video import (AUTO_CHUNKS, ENOUGH_BITS, MIN_AUTO_WIDTH, MOST_BITS, LoeVideo, VideoConfig, blocks_for_rate,
-                             encode_video, video_preset)
+from loe_codec.video import LoeVideo, encode_video
+from loe_codec.video_presets import (AUTO_CHUNKS, ENOUGH_BITS, MIN_AUTO_WIDTH, MOST_BITS, VideoConfig, blocks_for_rate,
+                                    video_preset)
 from test_video import CLIP, FAST_VIDEO, tiny_video_config
 
 

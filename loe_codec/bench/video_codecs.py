@@ -31,7 +31,7 @@ from .loe import LoeCodec, LoeSetting, loe_setting
 from .videos import BenchVideo, mean_frame_psnr
 
 if TYPE_CHECKING:
-    from ..video import VideoConfig
+    from ..video_presets import VideoConfig
 
 
 # The `video` preset's width-40 network as a plain MLP is 108 wide: at lr 2e-2 (the former preset's), and at
@@ -43,7 +43,7 @@ MLP_LEARNING_RATE = 2e-3
 def mlp_video_config(config: VideoConfig) -> VideoConfig:
     """``config`` with a plain MLP of the LoE network's parameters (at :data:`MLP_LEARNING_RATE`); its
     ``max_width`` is that of the MLP matching LoE's widest network, so both have equal parameters at
-    every rate :func:`loe_codec.video.blocks_for_rate` sizes them for."""
+    every rate :func:`loe_codec.video_presets.blocks_for_rate` sizes them for."""
     codec = mlp_baseline(config.codec, MLP_LEARNING_RATE)
     widest = None
     if config.max_width is not None:
@@ -67,7 +67,7 @@ class LoeVideoCodec(LoeCodec):
                          + (f", fitting steps overridden to {steps}" if steps is not None else ""))
 
     def parse(self, setting: str) -> LoeSetting:
-        from ..video import VIDEO_PRESETS
+        from ..video_presets import VIDEO_PRESETS
 
         return LoeSetting.parse(setting, VIDEO_PRESETS, self.name)
 
@@ -75,7 +75,8 @@ class LoeVideoCodec(LoeCodec):
         self.parse(setting)
 
     def measure(self, video: BenchVideo, setting: str, pixels: np.ndarray | None = None) -> Measurement:
-        from ..video import LoeVideo, encode_video, video_preset
+        from ..video import LoeVideo, encode_video
+        from ..video_presets import video_preset
 
         reference = video.pixels() if pixels is None else pixels
         s = self.parse(setting)
