@@ -276,6 +276,10 @@ class CodecReader:
 
     def read_tile(self, index: int) -> TileParameters:
         """Dequantized weights and biases of tile ``index`` (checksum verified)."""
+        return unpack_tile(self.config, self.tile_blob(index), index)
+
+    def tile_blob(self, index: int) -> np.ndarray:
+        """The stored bytes of tile ``index``, uint8 ``[n]`` (checksum verified)."""
         if not 0 <= index < len(self.header.tile_crc32):
             raise IndexError(f"tile {index} out of range")
         if self._file is None:
@@ -290,7 +294,7 @@ class CodecReader:
             raise FormatError(f"cannot read tile {index} of {self.path} ({_first_line(exc)})") from None
         if zlib.crc32(blob.tobytes()) != self.header.tile_crc32[index]:
             raise FormatError(f"tile {index} of {self.path} is corrupted (checksum mismatch)")
-        return unpack_tile(self.config, blob, index)
+        return blob
 
     def close(self) -> None:
         self._file = None

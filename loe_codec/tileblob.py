@@ -24,6 +24,8 @@ float16 scales ``[banks, out]`` and the bias, a fixed size per config.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -136,9 +138,23 @@ def _read_units(config: CodecConfig, raw: bytes, offset: int) -> Units | None:
     return units
 
 
-def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TileParameters:
-    """Dequantized weights and biases of a ``laplace`` blob of the tile seeded ``seed`` (the seed
-    regenerates the reference, if the config names one); :class:`FormatError` if it is malformed."""
+@dataclass(frozen=True)
+class LaplaceTile:
+    """A ``laplace`` blob read back without dequantizing: per layer the step, the reference gain (None
+    without a reference), the Laplace model and the coded integers of the kept weights ``[banks, kept in,
+    kept out]``; the float32 biases ``[out]`` (zero for dropped units), the kept rows and columns."""
+
+    steps: np.ndarray
+    gains: np.ndarray | None
+    models: list[entropy.LaplaceModel]
+    ints: list[np.ndarray]
+    biases: list[torch.Tensor]
+    kept: list[tuple[np.ndarray, np.ndarray]]
+    coded_bytes: int
+
+
+def read_laplace(config: CodecConfig, blob: np.ndarray) -> LaplaceTile:
+    """Parse a ``laplace`` blob and decode its integers; :class:`FormatError` if it is malformed."""
     shapes = weight_shapes(config)
     raw = blob.tobytes()
     layer_bytes = _layer_params(config).itemsize * len(shapes)
@@ -173,13 +189,21 @@ def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TilePara
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise FormatError(f"a tile's coded weights cannot be decoded ({exc})") from None
+    return LaplaceTile(steps, gains, models, ints, biases, kept, words.nbytes)
+
+
+def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TileParameters:
+    """Dequantized weights and biases of a ``laplace`` blob of the tile seeded ``seed`` (the seed
+    regenerates the reference, if the config names one); :class:`FormatError` if it is malformed."""
+    tile = read_laplace(config, blob)
+    shapes = weight_shapes(config)
     offsets: list[torch.Tensor | None] = [None] * len(shapes)
-    if gains is not None:
-        offsets = [torch.tensor(float(g)) * ref for g, ref in zip(gains, reference_weights(config.model, seed))]
+    if tile.gains is not None:
+        offsets = [torch.tensor(float(g)) * ref for g, ref in zip(tile.gains, reference_weights(config.model, seed))]
     weights = [_kept_weights(torch.from_numpy(a), float(s), offset, shape, rows, cols)
-               for a, s, offset, shape, (rows, cols) in zip(ints, steps, offsets, shapes, kept)]
-    _check_finite(weights, biases)
-    return weights, biases
+               for a, s, offset, shape, (rows, cols) in zip(tile.ints, tile.steps, offsets, shapes, tile.kept)]
+    _check_finite(weights, tile.biases)
+    return weights, tile.biases
 
 
 def _kept_weights(ints: torch.Tensor, step: float, offset: torch.Tensor | None, shape: tuple[int, int, int],

@@ -218,6 +218,17 @@ class VideoReader:
 
     def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Dequantized weights and biases of block ``index`` (checksum verified)."""
+        blob = self.tile_blob(index)
+        self.blocks_read.append(index)
+        try:
+            return unpack_tile(self.config, blob, index)
+        except FormatError:
+            raise
+        except Exception as exc:
+            raise FormatError(f"block {index} of {self.path} cannot be unpacked ({_first_line(exc)})") from None
+
+    def tile_blob(self, index: int) -> np.ndarray:
+        """The stored bytes of block ``index``, uint8 ``[n]`` (checksum verified)."""
         if not 0 <= index < len(self.header.block_crc32):
             raise IndexError(f"block {index} out of range")
         if self._file is None:
@@ -228,13 +239,7 @@ class VideoReader:
             raise FormatError(f"cannot read block {index} of {self.path} ({_first_line(exc)})") from None
         if zlib.crc32(blob.tobytes()) != self.header.block_crc32[index]:
             raise FormatError(f"block {index} of {self.path} is corrupted (checksum mismatch)")
-        self.blocks_read.append(index)
-        try:
-            return unpack_tile(self.config, np.ascontiguousarray(blob), index)
-        except FormatError:
-            raise
-        except Exception as exc:
-            raise FormatError(f"block {index} of {self.path} cannot be unpacked ({_first_line(exc)})") from None
+        return np.ascontiguousarray(blob)
 
     def tile_units(self, index: int) -> Units | None:
         """The hidden units block ``index`` keeps (bool ``[width]`` per hidden layer), read from the start of
