@@ -61,3 +61,26 @@ def test_beta2_reaches_the_fit_and_changes_it(variant):
     changed = fit.fit_tiles(MODEL, FIT, targets, device="cpu")
     assert seen == [(0.9, 0.9)]
     assert not torch.equal(plain.weights[1], changed.weights[1])
+
+
+def test_first_layer_lr_scales_only_the_first_layers_steps(variant):
+    torch.manual_seed(0)
+    model = fit.TiledLoE.initialised(MODEL, [1, 2])
+    before = [p.detach().clone() for p in model.parameters()]
+    variant.adam_beta2(0.999)
+    variant.first_layer_lr(0.1)
+    loop = fit.FitLoop(model, FIT, fit._PixelPool(two_tile_targets(), torch.device("cpu")), seed=0)
+    loop.step(FIT.warmup_steps)  # at the peak: Adam's first step moves every weight by about lr
+    moved = [(p.detach() - b).abs().max().item() for p, b in zip(model.parameters(), before)]
+    first = {id(model.weights[0]), id(model.biases[0])}
+    for p, m in zip(model.parameters(), moved):
+        expected = 1e-3 if id(p) in first else 1e-2
+        assert m == pytest.approx(expected, rel=0.05)
+    assert loop.opt.param_groups[0]["betas"] == (0.9, 0.999)
+    assert [g["lr"] for g in loop.opt.param_groups] == [pytest.approx(1e-2), pytest.approx(1e-3)]
+
+
+def test_first_layer_lr_one_changes_nothing(variant):
+    init = fit.FitLoop.__init__
+    variant.first_layer_lr(1.0)
+    assert fit.FitLoop.__init__ is init
