@@ -4,7 +4,8 @@ The file codes every layer's integers under one discrete Laplace model (``loe_co
 every tile or block this reads the integers back and prints, in bits per weight over the whole file:
 
 * ``coded``: the range coder's words as stored;
-* ``laplace``: the ideal code length under the stored per-layer models (what ``coded`` approaches);
+* ``laplace``: the ideal code length under per-layer Laplace models fitted as the encoder fits the
+  stored ones (what ``coded`` approaches);
 * ``empirical``: each layer's zeroth-order empirical entropy (the best any one i.i.d. model per layer
   can do, with its model for free);
 * ``per_bank`` / ``per_row`` / ``per_column``: a Laplace model per bank / input row / output column of
@@ -52,8 +53,6 @@ def empirical_bits(ints: np.ndarray) -> float:
 
 def split_bits(ints: np.ndarray, axis: int) -> float:
     """Bits with one Laplace model per slice of ``ints`` along ``axis`` (each charged :data:`MODEL_BITS`)."""
-    if ints.shape[axis] == 1:
-        return laplace_bits(ints) + MODEL_BITS
     return sum(laplace_bits(np.take(ints, k, axis=axis)) + MODEL_BITS for k in range(ints.shape[axis]))
 
 

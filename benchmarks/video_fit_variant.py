@@ -1,5 +1,6 @@
 """``video_sizes.py`` with the fit's learning-rate schedule, Adam's ``beta2`` or the first layer's
-learning rate changed, for trying them without a config field each (see benchmarks/README.md, "Holding the peak learning rate")::
+learning rate changed, for trying them without a config field each (see benchmarks/README.md, "Holding
+the peak learning rate")::
 
     python benchmarks/video_fit_variant.py exp 0.999 crop.mkv exp '{"fit": {"steps": 32000}}' 0.03 \\
         --preset video-best

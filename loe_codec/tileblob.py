@@ -141,12 +141,11 @@ def _read_units(config: CodecConfig, raw: bytes, offset: int) -> Units | None:
 @dataclass(frozen=True)
 class LaplaceTile:
     """A ``laplace`` blob read back without dequantizing: per layer the step, the reference gain (None
-    without a reference), the Laplace model and the coded integers of the kept weights ``[banks, kept in,
-    kept out]``; the float32 biases ``[out]`` (zero for dropped units), the kept rows and columns."""
+    without a reference) and the coded integers of the kept weights ``[banks, kept in, kept out]``; the
+    float32 biases ``[out]`` (zero for dropped units), the kept rows and columns, the coded words' bytes."""
 
     steps: np.ndarray
     gains: np.ndarray | None
-    models: list[entropy.LaplaceModel]
     ints: list[np.ndarray]
     biases: list[torch.Tensor]
     kept: list[tuple[np.ndarray, np.ndarray]]
@@ -189,7 +188,7 @@ def read_laplace(config: CodecConfig, blob: np.ndarray) -> LaplaceTile:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise FormatError(f"a tile's coded weights cannot be decoded ({exc})") from None
-    return LaplaceTile(steps, gains, models, ints, biases, kept, words.nbytes)
+    return LaplaceTile(steps, gains, ints, biases, kept, words.nbytes)
 
 
 def unpack_laplace(config: CodecConfig, blob: np.ndarray, seed: int) -> TileParameters:
