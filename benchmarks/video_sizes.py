@@ -39,6 +39,21 @@ def variant(preset: str, changes: dict) -> tuple[video.VideoConfig, int | None]:
     return dataclasses.replace(base, codec=dataclasses.replace(codec, **parts), **top), changes.get("chunk")
 
 
+class ProgressLog:
+    """A stage-progress callback that prints ``stage done/total`` and the seconds so far, every 2% of a stage."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.last: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: float, total: float) -> None:
+        bucket = int(50 * done / total) if total else 50  # fiftieths: 2% each
+        if bucket > self.last.get(stage, -1) or done >= total:
+            self.last[stage] = bucket
+            print(f"{stage} {done:.0f}/{total:.0f} {time.perf_counter() - self.t0:.0f}s", file=sys.stderr,
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source")
@@ -50,13 +65,15 @@ def main() -> None:
     ap.add_argument("--cache", default="video_sizes_cache", help="folder of the fit caches")
     ap.add_argument("--work", default=".", help="folder for the .loe files")
     ap.add_argument("--out", help="append the JSON lines here")
+    ap.add_argument("--progress", action="store_true", help="print each stage's progress to stderr every 2%%")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     config, chunk = variant(args.preset, json.loads(args.changes))
     for bpp in (float(b) for b in args.bpp.split(",")):
         t0 = time.perf_counter()
         result = video.encode_video(args.source, Path(args.work) / f"{args.name}_{bpp}.loe", config=config, bpp=bpp,
-                                    chunk=chunk, device="cpu", cache_dir=Path(args.cache) / args.name)
+                                    chunk=chunk, device="cpu", cache_dir=Path(args.cache) / args.name,
+                                    progress=ProgressLog() if args.progress else None)
         with video.LoeVideo(result.path) as clip:
             info = clip.info()
         line = {"variant": args.name, "changes": json.loads(args.changes), "source": args.source, "bpp": bpp,

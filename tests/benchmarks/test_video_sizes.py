@@ -20,3 +20,14 @@ def test_variant_applies_model_chunk_and_max_width():
     assert target.bits_per_parameter == 4.0 and target.codec == base.codec
     same, no_chunk = sizes.variant("video", {})
     assert same == base and no_chunk is None
+
+
+def test_progress_log_prints_every_two_percent_and_the_end(capsys):
+    log = load_script("benchmarks/video_sizes.py").ProgressLog()
+    for done in range(0, 101):
+        log("fit", done, 100)
+    log("measure", 3, 3)
+    lines = capsys.readouterr().err.splitlines()
+    fit = [line.split()[1] for line in lines if line.startswith("fit ")]
+    assert fit == [f"{d}/100" for d in range(0, 101, 2)]
+    assert lines[-1].startswith("measure 3/3 ")
