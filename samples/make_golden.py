@@ -51,6 +51,7 @@ CONFIG = CodecConfig(
     preset="golden",
 )
 OUT = HERE / "golden"
+VIDEO_SECTION = "## Video format"
 
 V3_README = """## Format 3 (`tiny_v3.*`, frozen)
 
@@ -112,7 +113,10 @@ def main() -> None:
     (OUT / "tiny.loe.sha256").write_text(f"{file_digest}\n")
     (OUT / "tiny.sha256").write_text(f"{digest}\n")
     pyvips.Image.new_from_memory(pixels.tobytes(), w, h, c, "uchar").write_to_file(str(OUT / "tiny_decoded.png"))
-    (OUT / "README.md").write_text(f"""# Golden files
+    readme = OUT / "README.md"
+    # The video golden file's section (samples/make_video_golden.py) follows the image ones: keep it.
+    video_section = readme.read_text().partition(VIDEO_SECTION)[1:] if readme.exists() else ("", "")
+    readme.write_text(f"""# Golden files
 
 `tests/test_golden.py` decodes the committed golden files (full image, scale 1, CPU) and compares the
 SHA-256 of the decoded pixels (the raw bytes of the uint8 `{h}x{w}x{c}` HxWxC array) with the hashes
@@ -144,7 +148,7 @@ Made by `python samples/make_golden.py` (run from the repository root or anywher
 `tiny_decoded.png` / `tiny_v3_decoded.png` / `tiny_v2_decoded.png` / `tiny_v1_decoded.png` are used only to report how many pixels differ when a
 hash does not match. Regenerate the format-{version} files only after a deliberate change to the format
 or the decoder, and say so in the commit.
-""")
+""" + ("\n" + "".join(video_section) if video_section[0] else ""))
     print(f"{loe}: {result.bytes} bytes, file sha256 {file_digest}, decode sha256 {digest}")
 
 

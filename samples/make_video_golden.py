@@ -1,0 +1,152 @@
+"""Regenerate the video golden `.loe` file the test suite decodes (tests/test_golden_video.py).
+
+    python samples/make_video_golden.py
+
+Encodes a 24x16 crop of the first 6 frames of ``carphone_12f.mp4`` with a tiny explicit config on the CPU
+(2 x 1 spatial tiles x 2 time chunks: 4 blocks, with blended seams in space and time) and writes
+
+* ``golden/video_tiny.loe``: the encoded file (video format 4; committed; the test decodes *this* file),
+* ``golden/video_tiny.loe.sha256``: SHA-256 of that file's bytes (the test checks the committed file is unchanged),
+* ``golden/video_tiny.sha256``: SHA-256 of its full decode (raw bytes of the uint8 ``[frames, h, w, 3]`` array),
+* ``golden/video_tiny_fps.sha256``: the same for a decode at twice the frame rate (the time axis resampled),
+* ``golden/video_tiny_decoded.png``: the full decode's frames one above the other (only to show what
+  differs when the hash breaks),
+* ``golden/README.md``'s video section, which says how the files were made.
+
+Only regenerate on purpose, after a deliberate change to the video format or its decoder: the point of the
+golden test is to catch silent changes. The test never re-encodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pyvips
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import loe_codec  # noqa: E402
+from loe_codec.config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig  # noqa: E402
+from loe_codec.video import VideoConfig, encode_video, open_video  # noqa: E402
+from loe_codec.video_container import TimeConfig  # noqa: E402
+
+SOURCE = "carphone_12f.mp4"
+FRAMES = 6
+CROP = (32, 24, 24, 16)  # left, top, width, height
+CONFIG = VideoConfig(
+    CodecConfig(
+        # Banks in space and time (time banks counted apart: format 4), a few PE frequencies and a high
+        # learning rate so that 60 steps give a real (if blurry) picture.
+        model=ModelConfig(dims=3, width=8, banks=(1, 2, 2, 1), time_banks=(1, 2, 1, 1), pe_frequencies=3),
+        fit=FitConfig(steps=60, samples_per_tile=256, learning_rate=2e-2, warmup_steps=5, seed=0),
+        # Laplace-coded weights against the seeded reference, at a slope where some blocks drop half their
+        # units (two of the four: unit masks are exercised), with a few steps of quantization-aware fine-tuning.
+        quant=QuantConfig(scheme="laplace", slope=8e-3, qat_steps=10, qat_learning_rate=2e-3,
+                          unit_ladder=(1.0, 0.5)),
+        tile=TileConfig(size=16, margin=2),
+        preset="golden",
+    ),
+    TimeConfig(chunk=4, margin=1),
+)
+FPS_FACTOR = 2
+OUT = HERE / "golden"
+SECTION = "## Video format"
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cut_source(path: Path) -> None:
+    """The first FRAMES frames of SOURCE, cropped to CROP, as lossless FFV1 (bgr0) in ``path``."""
+    left, top, w, h = CROP
+    with av.open(str(HERE / SOURCE)) as inp, av.open(str(path), "w") as out:
+        stream_in = inp.streams.video[0]
+        stream = out.add_stream("ffv1", rate=stream_in.average_rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "bgr0"
+        for k, frame in enumerate(inp.decode(stream_in)):
+            if k == FRAMES:
+                break
+            rgb = frame.to_ndarray(format="rgb24")[top:top + h, left:left + w]
+            small = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="bgr0")
+            small.pts, small.time_base = k, 1 / stream_in.average_rate
+            for packet in stream.encode(small):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def decodes(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The full decode ``[frames, h, w, 3]`` and the decode at FPS_FACTOR times the frame rate."""
+    with open_video(path) as clip:
+        return clip.decode(device="cpu"), clip.decode(device="cpu", fps=clip.fps * FPS_FACTOR)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    OUT.mkdir(exist_ok=True)
+    loe = OUT / "video_tiny.loe"
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "crop.mkv"
+        cut_source(clip)
+        result = encode_video(clip, loe, config=CONFIG, device="cpu")
+    loe.chmod(0o644)
+    file_digest = sha256_of(loe.read_bytes())
+    frames, faster = decodes(loe)
+    n, h, w, c = frames.shape
+    data = loe_codec.info(loe)
+    (OUT / "video_tiny.loe.sha256").write_text(f"{file_digest}\n")
+    (OUT / "video_tiny.sha256").write_text(f"{sha256_of(frames.tobytes())}\n")
+    (OUT / "video_tiny_fps.sha256").write_text(f"{sha256_of(faster.tobytes())}\n")
+    strip = np.ascontiguousarray(frames.reshape(n * h, w, c))
+    pyvips.Image.new_from_memory(strip.tobytes(), w, n * h, c, "uchar").write_to_file(
+        str(OUT / "video_tiny_decoded.png"))
+    model, fit, quant = CONFIG.codec.model, CONFIG.codec.fit, CONFIG.codec.quant
+    section = f"""{SECTION} {data['format_version']} (`video_tiny.*`)
+
+`tests/test_golden_video.py` decodes `video_tiny.loe` (all frames, and at {FPS_FACTOR} times the frame rate,
+CPU) and compares the SHA-256 of the decoded pixels (the raw bytes of the uint8 `{n}x{h}x{w}x{c}` array; at
+{FPS_FACTOR}x: `{faster.shape[0]}x{h}x{w}x{c}`) with the hashes stored here; it also checks that the committed
+file itself is unchanged. It never re-encodes.
+
+* `video_tiny.loe`: the file; `video_tiny.loe.sha256`: SHA-256 of its bytes
+* `video_tiny.sha256` / `video_tiny_fps.sha256`: SHA-256 of its decode at the source's / {FPS_FACTOR}x the
+  frame rate; `video_tiny_decoded.png`: the first, its frames one above the other
+
+Made by `python samples/make_video_golden.py`:
+
+* source: the first {FRAMES} frames of `samples/{SOURCE}`, cropped to {CROP[2]}x{CROP[3]} at left={CROP[0]},
+  top={CROP[1]} (cut losslessly to FFV1 first)
+* config (`CONFIG` in `make_video_golden.py`): width {model.width}, banks {model.banks}, time banks
+  {model.time_banks}, {model.activation} activation, {model.pe_frequencies} PE frequencies, {fit.steps} steps,
+  learning rate {fit.learning_rate}, {fit.samples_per_tile} samples per block, tile {CONFIG.codec.tile.size},
+  margin {CONFIG.codec.tile.margin}, time chunk {CONFIG.time.chunk}, margin {CONFIG.time.margin}, seed {fit.seed};
+  {quant.scheme} weights at slope {quant.slope}, {quant.qat_steps} quantization-aware steps at learning rate
+  {quant.qat_learning_rate}, {quant.bias_dtype} biases, unit ladder {quant.unit_ladder}
+  (blocks by kept fraction of units: {data.get('units_kept', {}).get('tiles_by_fraction')}); device cpu, one
+  torch thread
+* encoded: {result.bytes} bytes, {result.blocks} blocks, mean PSNR {result.psnr:.2f} dB (quality is
+  irrelevant here)
+* made with loe-codec {loe_codec.__version__}, torch {torch.__version__}, PyAV {av.__version__}, Python
+  {platform.python_version()}, {platform.machine()}
+
+Regenerate only after a deliberate change to the video format or its decoder, and say so in the commit.
+"""
+    readme = OUT / "README.md"
+    text = readme.read_text()
+    head = re.split(rf"\n{re.escape(SECTION)}", text)[0].rstrip("\n")
+    readme.write_text(f"{head}\n\n{section}")
+    print(f"{loe}: {result.bytes} bytes, {result.blocks} blocks, file sha256 {file_digest}")
+
+
+if __name__ == "__main__":
+    main()

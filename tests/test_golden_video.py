@@ -1,0 +1,77 @@
+"""Decode the committed video golden file and compare the pixels' SHA-256 (see samples/golden/README.md).
+
+``video_tiny.loe`` is video format 4 (made by samples/make_video_golden.py): 4 blocks (2 x 1 tiles x 2 time
+chunks) with time banks and unit masks. Nothing here re-encodes.
+"""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+import loe_codec
+from support import SAMPLES, read_array, tensor_table
+
+GOLDEN = SAMPLES / "golden"
+NAME = "video_tiny"
+FRAMES, HEIGHT, WIDTH = 6, 16, 24
+
+
+def _expected(suffix: str) -> str:
+    return (GOLDEN / f"{NAME}{suffix}.sha256").read_text().split()[0]
+
+
+def _digest(pixels: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+def _reference() -> np.ndarray:
+    """The committed decode, ``[frames, h, w, 3]`` (stored as the frames one above the other)."""
+    return read_array(GOLDEN / f"{NAME}_decoded.png").reshape(FRAMES, HEIGHT, WIDTH, 3)
+
+
+def test_video_golden_file_is_the_committed_one():
+    path = GOLDEN / f"{NAME}.loe"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == _expected(".loe"), \
+        f"{path} was modified; golden files are only regenerated on purpose (samples/make_video_golden.py)"
+    assert set(tensor_table(path)) == {f"block.{k}" for k in range(4)}
+
+
+def test_video_golden_file_describes_itself():
+    data = loe_codec.info(GOLDEN / f"{NAME}.loe")
+    assert data["kind"] == "video" and data["format_version"] == 4
+    assert (data["width"], data["height"], data["frames"]) == (WIDTH, HEIGHT, FRAMES)
+    assert data["blocks"]["count"] == 4 and data["blocks"]["chunks"] == 2
+    assert list(data["model"]["time_banks"]) == [1, 2, 1, 1]
+    assert data["units_kept"]["tiles_by_fraction"] == {"1": 2, "0.5": 2}
+
+
+@pytest.mark.parametrize("suffix, fps_factor", [("", 1), ("_fps", 2)])
+def test_video_golden_decode_is_unchanged(suffix, fps_factor):
+    with loe_codec.open_video(GOLDEN / f"{NAME}.loe") as clip:
+        pixels = clip.decode(device="cpu", fps=clip.fps * fps_factor)
+    assert pixels.shape == (FRAMES * fps_factor, HEIGHT, WIDTH, 3) and pixels.dtype == np.uint8
+    digest = _digest(pixels)
+    if digest != _expected(suffix):
+        detail = ""
+        if fps_factor == 1:
+            diff = np.abs(pixels.astype(int) - _reference().astype(int))
+            detail = (f"{int((diff > 0).any(axis=3).sum())} of {FRAMES * HEIGHT * WIDTH} pixels differ, "
+                      f"by up to {int(diff.max())} levels. ")
+        raise AssertionError(f"the decode of samples/golden/{NAME}.loe at {fps_factor}x the frame rate changed: "
+                             f"sha256 {digest} != {_expected(suffix)}; {detail}If the change to the format or "
+                             "decoder is deliberate, run samples/make_video_golden.py.")
+
+
+def test_video_golden_reference_image_matches_the_hash_and_is_a_picture():
+    reference = _reference()
+    assert _digest(reference) == _expected("")
+    assert reference.std() > 10 and ((reference == 0) | (reference == 255)).mean() < 0.2
+
+
+def test_video_golden_partial_decode_matches_the_full_one():
+    # Frames 2:5 of a 12x8 region at (6, 4): the same pixels as that slice of the full decode, from the
+    # blocks that hold them.
+    with loe_codec.open_video(GOLDEN / f"{NAME}.loe") as clip:
+        part = clip.decode(device="cpu", frames=(2, 5), region=(6, 4, 12, 8))
+    assert np.array_equal(part, _reference()[2:5, 4:12, 6:18])
