@@ -48,7 +48,7 @@ class ProgressLog:
 
     def __call__(self, stage: str, done: float, total: float) -> None:
         bucket = int(50 * done / total) if total else 50  # fiftieths: 2% each
-        if bucket > self.last.get(stage, -1) or done >= total:
+        if bucket > self.last.get(stage, -1):
             self.last[stage] = bucket
             print(f"{stage} {done:.0f}/{total:.0f} {time.perf_counter() - self.t0:.0f}s", file=sys.stderr,
                   flush=True)

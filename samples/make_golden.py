@@ -51,7 +51,7 @@ CONFIG = CodecConfig(
     preset="golden",
 )
 OUT = HERE / "golden"
-VIDEO_SECTION = "## Video format"
+VIDEO_SECTION = "## Video format"  # the heading of make_video_golden.py's README section, which follows these
 
 V3_README = """## Format 3 (`tiny_v3.*`, frozen)
 

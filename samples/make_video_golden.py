@@ -19,9 +19,7 @@ golden test is to catch silent changes. The test never re-encodes.
 
 from __future__ import annotations
 
-import hashlib
 import platform
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -32,12 +30,13 @@ import pyvips
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # loe_codec; make_golden
 
 import loe_codec  # noqa: E402
 from loe_codec.config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig  # noqa: E402
 from loe_codec.video import VideoConfig, encode_video, open_video  # noqa: E402
 from loe_codec.video_container import TimeConfig  # noqa: E402
+from make_golden import OUT, VIDEO_SECTION as SECTION, sha256_of  # noqa: E402
 
 SOURCE = "carphone_12f.mp4"
 FRAMES = 6
@@ -58,13 +57,6 @@ CONFIG = VideoConfig(
     TimeConfig(chunk=4, margin=1),
 )
 FPS_FACTOR = 2
-OUT = HERE / "golden"
-SECTION = "## Video format"
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 def cut_source(path: Path) -> None:
     """The first FRAMES frames of SOURCE, cropped to CROP, as lossless FFV1 (bgr0) in ``path``."""
@@ -142,8 +134,7 @@ Made by `python samples/make_video_golden.py`:
 Regenerate only after a deliberate change to the video format or its decoder, and say so in the commit.
 """
     readme = OUT / "README.md"
-    text = readme.read_text()
-    head = re.split(rf"\n{re.escape(SECTION)}", text)[0].rstrip("\n")
+    head = readme.read_text().partition(f"\n{SECTION}")[0].rstrip("\n")
     readme.write_text(f"{head}\n\n{section}")
     print(f"{loe}: {result.bytes} bytes, {result.blocks} blocks, file sha256 {file_digest}")
 
