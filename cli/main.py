@@ -180,6 +180,8 @@ def encode(
         None, "--chunk", help="Video only: frames per block (default: the preset's; with --bpp, chosen from the rate)."),
     device: str = DeviceOpt,
     no_measure: bool = typer.Option(False, "--no-measure", help="Skip decoding the result to report its PSNR."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Video only: drop the audio (by default the first "
+                                  "audio stream is copied into the file untouched; --bpp does not count it)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -205,11 +207,11 @@ def encode(
         with _errors(), _progress(quiet) as bar:
             data, summary = video.encode(source, output, preset, steps, tile, seed, chunk,
                                          {"bpp": bpp, "psnr": psnr, "quality": quality}, device, not no_measure,
-                                         _stage_callback(bar), _warn, resume)
+                                         _stage_callback(bar), _warn, resume, not no_audio)
         _emit(data, as_json, summary)
         return
-    if chunk is not None:
-        _fail("--chunk applies to video inputs only", 2)
+    if chunk is not None or no_audio:
+        _fail(f"{'--chunk' if chunk is not None else '--no-audio'} applies to video inputs only", 2)
     with _errors(), _progress(quiet or _rank() != 0) as bar:
         result = loe_codec.encode(source, output, preset or "balanced", steps=steps, tile=tile, seed=seed,
                                   bpp=bpp, psnr=psnr, quality=quality, device=device, progress=_stage_callback(bar),
@@ -239,6 +241,8 @@ def decode(
     fps: Optional[float] = typer.Option(None, "--fps", help="Video: output frame rate (resamples time)."),
     video_codec: Optional[str] = typer.Option(None, "--codec", help="Video: encoder (default: H.264 for .mp4, "
                                                                      "FFV1 for .mkv, VP9 for .webm)."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Video: leave out the file's audio (by default it is "
+                                  "written for the frames' time span, where the container can hold its codec)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -260,11 +264,12 @@ def decode(
         with _errors(), _progress(quiet) as bar:
             stage = _stage_callback(bar)
             summary = video.decode(codec, output, reg, scale, width, height, frames, time_range, fps, video_codec,
-                                   device, (lambda d, t: stage("decode", d, t)) if stage else None)
+                                   device, (lambda d, t: stage("decode", d, t)) if stage else None, _warn,
+                                   not no_audio)
         typer.echo(summary)
         return
-    if any(v is not None for v in (frames, time_range, fps, video_codec)):
-        _fail("--frames, --time, --fps and --codec apply to video .loe files only", 2)
+    if any(v is not None for v in (frames, time_range, fps, video_codec)) or no_audio:
+        _fail("--frames, --time, --fps, --codec and --no-audio apply to video .loe files only", 2)
     with _errors(), _progress(quiet) as bar:
         stage = _stage_callback(bar)
         with loe_codec.open(codec) as img:

@@ -26,7 +26,7 @@ def parse_range(text: Optional[str], name: str, kind: type) -> Optional[tuple]:
 
 
 def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed, chunk, rate: dict, device: str,
-           measure: bool, progress, warn: Callable[[str], None], resume: bool = False):
+           measure: bool, progress, warn: Callable[[str], None], resume: bool = False, audio: bool = True):
     """Encode a video; ``rate`` holds ``bpp``, ``psnr`` and ``quality`` (at most one set). Returns
     ``(result dict, summary line)``."""
     from loe_codec.video import encode_video
@@ -34,20 +34,22 @@ def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = encode_video(source, output, preset or "video", steps=steps, tile=tile, seed=seed, chunk=chunk,
-                              **rate, device=device, progress=progress, measure_psnr=measure, resume=resume)
+                              **rate, device=device, progress=progress, measure_psnr=measure, resume=resume,
+                              audio=audio)
     for w in caught:
         warn(str(w.message))
     for note in result.notes:
         warn(note)
     psnr = f"{result.psnr:.2f} dB (mean per frame)" if result.psnr is not None else "not measured"
-    return vars(result), (f"{result.path}: {result.bytes} bytes, {result.bpp:.4f} bpp (per pixel per frame), "
+    sound = f" (audio copied: {result.audio_bytes} of them)" if result.audio == "copied" else ""
+    return vars(result), (f"{result.path}: {result.bytes} bytes{sound}, {result.bpp:.4f} bpp (per pixel per frame), "
                           f"PSNR {psnr}, {result.frames} frames at {result.fps:.3f} fps, {result.blocks} blocks, "
                           f"{result.seconds:.1f} s")
 
 
 def decode(codec: Path, output: Path, region, scale, width, height, frames: Optional[str],
            time_range: Optional[str], fps: Optional[float], video_codec: Optional[str], device: str,
-           progress) -> str:
+           progress, warn: Callable[[str], None], audio: bool = True) -> str:
     """Decode a video `.loe` file; returns the summary line."""
     from loe_codec.video import LoeVideo
 
@@ -58,10 +60,18 @@ def decode(codec: Path, output: Path, region, scale, width, height, frames: Opti
             fr = (0 if fr[0] is None else fr[0], clip.frames if fr[1] is None else fr[1])
         if tr is not None:
             tr = (0.0 if tr[0] is None else tr[0], clip.duration if tr[1] is None else tr[1])
-        w, h, n = clip.decode_to_file(output, video_codec, device, progress, frames=fr, time=tr, region=region,
-                                      scale=scale, width=width, height=height, fps=fps)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            w, h, n = clip.decode_to_file(output, video_codec, device, progress, audio, frames=fr, time=tr,
+                                          region=region, scale=scale, width=width, height=height, fps=fps)
+        for w_ in caught:
+            warn(str(w_.message))
         rate = float(fps) if fps is not None else float(clip.fps)
-    return f"{output}: {w}x{h}, {n} frames at {rate:.3f} fps"
+        from loe_codec.audio import AudioWarning
+
+        written = not any(issubclass(c.category, AudioWarning) for c in caught)
+        sound = " with its audio" if audio and clip.header.audio_track is not None and written else ""
+    return f"{output}: {w}x{h}, {n} frames at {rate:.3f} fps{sound}"
 
 
 def info_summary(data: dict) -> str:
@@ -70,7 +80,8 @@ def info_summary(data: dict) -> str:
     return "\n".join([
         f"{data['path']}: loe video format v{data['format_version']} ({data['encoder']})",
         f"  video  {data['width']}x{data['height']}, {data['frames']} frames at {data['fps']:.3f} fps "
-        f"({data['fps_fraction']}), {data['duration']:.3f} s, audio {data['audio']}",
+        f"({data['fps_fraction']}), {data['duration']:.3f} s, audio {data['audio']}"
+        + (f" ({_audio_summary(data['audio_track'])})" if "audio_track" in data else ""),
         f"  blocks {b['count']} ({b['cols']}x{b['rows']} tiles of {b['tile_size']} px, margin {b['tile_margin']}; "
         f"{b['chunks']} chunks of {b['chunk_frames']} frames, margin {b['time_margin']})",
         f"  model  preset {data['preset']}: 3-D, width {m['width']}, banks {list(m['banks'])} per dim, "
@@ -80,6 +91,11 @@ def info_summary(data: dict) -> str:
         f"{size_summary(data)}, {data['bpp']:.4f} bpp per frame"
         + (f", mean PSNR at encode {psnr:.2f} dB" if psnr is not None else ""),
     ])
+
+
+def _audio_summary(track: dict) -> str:
+    return (f"{track['codec']}, {track['sample_rate']} Hz, {track['channels']} channels, {track['duration']:.3f} s, "
+            f"{track['bytes']} bytes, not counted in bpp")
 
 
 def eval_summary(codec: Path, data: dict) -> str:

@@ -8,6 +8,9 @@ Example::
     with video.LoeVideo("clip.loe") as clip:
         frames = clip.decode(frames=(0, 10), region=(0, 0, 64, 48))     # uint8 [10, 48, 64, 3]
         clip.decode_to_file("slow.mp4", fps=clip.fps * 4)               # 4x slow motion at the source rate
+
+The source's first audio stream is kept untouched (:mod:`loe_codec.audio`) and written back beside
+decoded frames.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from . import __version__
 from .config import CodecConfig
 from .decode import TileCache
 from .encode import BlobSource, StageProgressFn, with_channels
+from .audio import AudioTrack, AudioWarning, copy_audio
 from .errors import UsageError
 from .files import check_output_location
 from .fitcache import FitCache
@@ -40,13 +44,14 @@ from .videoio import VideoSource, as_rate, check_video_output, write_video
 Region = tuple[int, int, int, int]
 
 
-class AudioDroppedWarning(UserWarning):
-    """The input had audio; a `.loe` video holds pictures only."""
+class AudioDroppedWarning(AudioWarning):
+    """The input had audio the `.loe` file does not keep (a second audio stream, or one that cannot be copied)."""
 
 
 @dataclass(frozen=True)
 class VideoEncodeResult:
-    """What a video encode produced. ``bpp`` is bits per pixel per frame."""
+    """What a video encode produced. ``bpp`` is bits per pixel per frame of the pictures (the file without
+    its ``audio_bytes``)."""
 
     path: str
     bytes: int
@@ -59,6 +64,7 @@ class VideoEncodeResult:
     seconds: float
     notes: tuple[str, ...] = ()
     """Things the user should know (e.g. a PSNR target beyond what the preset's networks reach)."""
+    audio_bytes: int = 0
 
 
 def bits_per_voxel(size_bytes: int, width: int, height: int, frames: int) -> float:
@@ -73,7 +79,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                  seed: int | None = None, chunk: int | None = None, bpp: float | None = None,
                  psnr: float | None = None, quality: int | None = None, device: str = "auto",
                  progress: StageProgressFn | None = None, measure_psnr: bool = True,
-                 cache_dir: str | os.PathLike | None = None, resume: bool = False) -> VideoEncodeResult:
+                 cache_dir: str | os.PathLike | None = None, resume: bool = False,
+                 audio: bool = True) -> VideoEncodeResult:
     """Encode the video at ``source`` into the `.loe` file ``output``.
 
     ``preset`` names a :data:`VIDEO_PRESETS` entry (or pass a full ``config``);
@@ -83,8 +90,10 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     ``bits_per_parameter`` then sizes the blocks for it: :func:`blocks_for_rate`), ``psnr`` (the smallest file whose
     estimated mean per-frame PSNR reaches it) or ``quality`` (0..100, the
     images' ladder of slopes); the slope it resolves to is stored in the
-    file's config. Audio is not coded: an input with audio gives an
-    :class:`AudioDroppedWarning`. With ``measure_psnr`` the encoder decodes
+    file's config; ``bpp`` counts the pictures' bits (the file without its audio). With ``audio`` the
+    source's first audio stream is copied into the file untouched; further audio streams, or one that
+    cannot be copied, are dropped with an :class:`AudioDroppedWarning` (``audio=False``: every audio
+    stream is dropped, silently). With ``measure_psnr`` the encoder decodes
     what it wrote and reports the mean per-frame PSNR. ``cache_dir`` keeps every fitted batch
     there (as for images): an encode of the same clip at another rate skips the fits. ``resume``
     does that with a folder next to the output (``<output>.fits``), removed once the file is written.
@@ -109,14 +118,14 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     src = VideoSource(source)
     if bpp is not None and chunk is None and vcfg.bits_per_parameter is not None:
         vcfg = blocks_for_rate(vcfg, src.width, src.height, src.frames, bpp)
-    audio = "dropped" if src.audio_streams else "none"
-    if src.audio_streams:
-        warnings.warn(f"{src.path}: audio is not coded; its {src.audio_streams} audio stream(s) are dropped",
-                      AudioDroppedWarning, stacklevel=2)
+    track = _copied_audio(src) if audio and src.audio_streams else None
     config_ = with_channels(vcfg.codec, src.channels)
-    info = VideoInfo(src.width, src.height, src.frames, src.fps.numerator, src.fps.denominator, audio=audio)
+    info = VideoInfo(src.width, src.height, src.frames, src.fps.numerator, src.fps.denominator,
+                     audio="dropped" if src.audio_streams else "none")
     header = VideoHeader(info, config_, vcfg.time, [], placeholder_stats(measure_psnr),
                          encoder=f"loe-codec {__version__}")
+    if track is not None:
+        header = header.with_audio(track.describe())
     grid = header.grid
     notes: list[str] = []
     cache_dir, temporary_cache = resume_cache(output, cache_dir, resume)
@@ -131,12 +140,27 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
         psnr = errors.psnr()
         header.stats = {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
                         for k, v in errors.summary().items() if k != "psnr_per_frame"}
-    size = write_video_codec(output, header, blobs)
+    size = write_video_codec(output, header, blobs, None if track is None else track.data)
     if temporary_cache:
         shutil.rmtree(cache_dir, ignore_errors=True)
-    return VideoEncodeResult(output, size, bits_per_voxel(size, src.width, src.height, src.frames), psnr,
-                             src.frames, float(src.fps), len(grid), audio, _time.perf_counter() - started,
-                             tuple(notes))
+    sound = 0 if track is None else len(track.data)
+    return VideoEncodeResult(output, size, bits_per_voxel(size - sound, src.width, src.height, src.frames), psnr,
+                             src.frames, float(src.fps), len(grid), header.source.audio,
+                             _time.perf_counter() - started, tuple(notes), sound)
+
+
+def _copied_audio(src: VideoSource) -> AudioTrack | None:
+    """The source's first audio stream, copied; None (with an :class:`AudioDroppedWarning`) if it cannot be."""
+    try:
+        track = copy_audio(src.path, src.start_time)
+    except Exception as exc:  # a codec Matroska cannot hold, a damaged stream: the pictures still go on
+        warnings.warn(f"{src.path}: its audio cannot be copied ({exc}); it is dropped", AudioDroppedWarning,
+                      stacklevel=3)
+        return None
+    if src.audio_streams > 1:
+        warnings.warn(f"{src.path}: only the first of its {src.audio_streams} audio streams is kept",
+                      AudioDroppedWarning, stacklevel=3)
+    return track
 
 
 # --- decoding -----------------------------------------------------------------------------------------
@@ -194,7 +218,7 @@ class LoeVideo:
             raise UsageError(f"{count} output frames are too many")
         times = tuple(min(float((start + (j + Fraction(1, 2)) / rate) * self.fps), self.frames - 1e-6)
                       for j in range(count))
-        return VideoRequest(space, times, rate)
+        return VideoRequest(space, times, rate, start, stop)
 
     def iter_frames(self, device: str = "auto", progress: Callable[[int, int], None] | None = None,
                     **selection) -> Iterator[np.ndarray]:
@@ -210,17 +234,22 @@ class LoeVideo:
         return np.stack(list(self.iter_frames(device, progress, **selection)))
 
     def decode_to_file(self, output: str | os.PathLike, codec: str | None = None, device: str = "auto",
-                       progress: Callable[[int, int], None] | None = None, **selection) -> tuple[int, int, int]:
+                       progress: Callable[[int, int], None] | None = None, audio: bool = True,
+                       **selection) -> tuple[int, int, int]:
         """Decode and write a video (container from the extension) or a ``%d`` image sequence, streaming.
 
-        Returns ``(width, height, frames)``.
+        With ``audio``, the file's audio of the selected time span goes beside the frames (an image
+        sequence, or a container that cannot hold the audio's codec, gets none: an
+        :class:`~loe_codec.audio.AudioWarning`). Returns ``(width, height, frames)``.
         """
         check_video_output(output, codec)
         req = self.request(**selection)
         from .api import resolve_device
 
+        track = self.reader.audio() if audio else None
+        sound = None if track is None else (track, float(req.start), float(req.stop))
         count = write_video(self._renderer.iter_frames(req, resolve_device(device), progress), output, req.fps,
-                            codec)
+                            codec, audio=sound)
         return req.space.out_width, req.space.out_height, count
 
     def info(self) -> dict:
@@ -228,7 +257,8 @@ class LoeVideo:
         from .api import rate_split, units_kept
 
         cfg = self.config
-        size = self.reader.size_bytes
+        sound = self.reader.audio_bytes()
+        size = self.reader.size_bytes - sound  # the pictures' bytes
         payload = self.reader.payload_bytes()
         g = self.grid
         units = [self.reader.tile_units(k) for k in range(len(g))] if cfg.quant.prunes_units else None
@@ -246,6 +276,7 @@ class LoeVideo:
             "fps_fraction": f"{self.fps.numerator}/{self.fps.denominator}",
             "duration": self.duration,
             "audio": self.header.source.audio,
+            **({} if self.header.audio_track is None else {"audio_track": self.header.audio_track}),
             "blocks": {"count": len(g), "cols": g.space.cols, "rows": g.space.rows, "chunks": len(g.time),
                        "tile_size": cfg.tile.size, "tile_margin": cfg.tile.margin,
                        "chunk_frames": self.header.time.chunk, "time_margin": self.header.time.margin},
@@ -253,10 +284,11 @@ class LoeVideo:
             "model": {**cfg.to_dict()["model"], "parameters_per_block": cfg.model.parameter_count()},
             "fit": cfg.to_dict()["fit"],
             "quantization": cfg.to_dict()["quant"],
-            "bytes": size,
+            "bytes": size + sound,
+            "audio_bytes": sound,
             "payload_bytes": payload,
             "header_bytes": size - payload,
-            "rate_split": rate_split(cfg, len(g), payload, size, units),
+            "rate_split": {**rate_split(cfg, len(g), payload, size, units), **({"audio": sound} if sound else {})},
             **({} if units is None else {"units_kept": units_kept(cfg, units)}),
             "bpp": bits_per_voxel(size, self.width, self.height, self.frames),
             "stats": self.header.stats,
@@ -264,7 +296,8 @@ class LoeVideo:
 
     def evaluate(self, reference: str | os.PathLike, device: str = "auto",
                  progress: Callable[[int, int], None] | None = None) -> dict:
-        """bpp (per pixel per frame) and mean per-frame PSNR of the full decode against the ``reference`` video,
+        """bpp (per pixel per frame; ``bytes``: the pictures', without the audio) and mean per-frame PSNR of the
+        full decode against the ``reference`` video,
         with the flicker (chunk border) and seam measures of :class:`~loe_codec.video_render.VideoErrors`."""
         from .api import resolve_device
 
@@ -273,8 +306,8 @@ class LoeVideo:
             raise UsageError(f"{reference} is {ref.width}x{ref.height}, {ref.frames} frames; the codec holds "
                              f"{self.width}x{self.height}, {self.frames} frames")
         errors = compare(self._renderer, self.grid, ref, resolve_device(device), progress)
-        size = self.reader.size_bytes
-        return {"bytes": size, "frames": self.frames, "fps": float(self.fps),
+        size = self.reader.size_bytes - self.reader.audio_bytes()  # the pictures' bytes
+        return {"bytes": size, "audio_bytes": self.reader.audio_bytes(), "frames": self.frames, "fps": float(self.fps),
                 "bpp": bits_per_voxel(size, self.width, self.height, self.frames), **errors.summary(),
                 "seam_band_px": errors.spatial.half_width}
 

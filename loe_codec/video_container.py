@@ -1,19 +1,24 @@
 """The `.loe` container for video: one safetensors file of kind ``"video"``.
 
-Layout (video format version 4; version 3, read only, has no time banks (every model's banks
-tile space and time alike); version 2, read only, has no unit masks either: its blocks keep
-every hidden unit; version 1, read only, has no weight references either: see
-:mod:`loe_codec.reference`):
+Layout (video format version 5, written only for a file that keeps its source's audio: a file
+without audio is written as version 4, which lacks only the audio and which decoders from before
+audio read; version 3, read only, has no time banks (every model's banks tile space and time
+alike); version 2, read only, has no unit masks either: its blocks keep every hidden unit; version
+1, read only, has no weight references either: see :mod:`loe_codec.reference`):
 
 * ``__metadata__["loe"]``: a JSON header: ``format`` ("loe-codec"), ``kind``
   ("video"), ``version``, the source (width, height, channels, bit depth,
-  frames, frame rate as a fraction, duration, what happened to audio), the
+  frames, frame rate as a fraction, duration, what happened to audio: ``"none"``,
+  ``"dropped"`` or, from version 5, ``"copied"``), the audio track's description (version 5,
+  ``"audio_track"``: codec, sample rate, channels, packets, duration, bytes), the
   time chunking, the block grid, the full codec config (a 3-D model), a CRC-32
   per block and encoder stats.
 * one ``uint8`` tensor ``block.{k}`` per space-time block, ``k = chunk *
   tiles_per_frame + tile``: the block network exactly as
   :meth:`loe_codec.fitted.FittedBatch.pack` packs an image tile, read back with
   :func:`loe_codec.tileblob.unpack_tile`. Blobs are opaque and may differ in size.
+* version 5 with audio ``"copied"``: one ``uint8`` tensor ``audio``, the source's first audio
+  stream stream-copied into a Matroska file (:mod:`loe_codec.audio`).
 
 A decoder opens the file lazily and reads only the blocks a request touches.
 """
@@ -36,16 +41,20 @@ from safetensors.torch import save, save_file
 from .config import CodecConfig
 from .container import FORMAT_NAME, MAX_SIDE, METADATA_KEY, _first_line, checked_version, config_from_header, \
     load_header_json, open_loe
+from .audio import AudioTrack
 from .tileblob import Units, stored_units, unpack_tile, units_prefix_bytes
 from .errors import FormatError
 from .files import atomic_output
 from .video_tiling import SpaceTimeGrid
 
-VIDEO_FORMAT_VERSION = 4
+VIDEO_FORMAT_VERSION = 5  # the newest version this decoder reads
+NO_AUDIO_VERSION = 4  # what a file without audio is written as
+FIRST_AUDIO_VERSION = 5  # files may keep their source's audio (the ``audio`` tensor) from here on
 FIRST_REFERENCE_VERSION = 2  # video blocks code weights against a reference from here on
 FIRST_UNITS_VERSION = 3  # video blocks may drop hidden units (QuantConfig.unit_ladder) from here on
 FIRST_TIME_BANKS_VERSION = 4  # models may count their banks along time apart (ModelConfig.time_banks)
 MAX_FRAMES = 1 << 24
+AUDIO_TENSOR = "audio"
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class VideoInfo:
     fps_den: int
     channels: int = 3
     bit_depth: int = 8
-    audio: str = "none"  # "none" or "dropped"
+    audio: str = "none"  # "none", "dropped" or "copied"
 
     @property
     def fps(self) -> Fraction:
@@ -94,7 +103,14 @@ class VideoHeader:
     block_crc32: list[int]
     stats: dict = field(default_factory=dict)
     encoder: str = ""
-    version: int = VIDEO_FORMAT_VERSION
+    version: int = NO_AUDIO_VERSION
+    audio_track: dict | None = None
+    """The stored audio's description (:meth:`loe_codec.audio.AudioTrack.describe`) where audio is ``"copied"``."""
+
+    def with_audio(self, description: dict) -> "VideoHeader":
+        """This header for a file that keeps the audio track ``description``, at the version it needs."""
+        return dataclasses.replace(self, audio_track=dict(description), version=FIRST_AUDIO_VERSION,
+                                   source=dataclasses.replace(self.source, audio="copied"))
 
     @property
     def grid(self) -> SpaceTimeGrid:
@@ -119,6 +135,7 @@ class VideoHeader:
             "block_crc32": self.block_crc32,
             "stats": self.stats,
             "encoder": self.encoder,
+            **({"audio_track": self.audio_track} if self.audio_track is not None else {}),
         }, separators=(",", ":"))
 
     @classmethod
@@ -138,6 +155,9 @@ class VideoHeader:
             crcs = [int(c) for c in d["block_crc32"]]
             blocks = dict(d["blocks"])
             stats = dict(d.get("stats", {}))
+            audio_track = d.get("audio_track")
+            if audio_track is not None:
+                audio_track = dict(audio_track)
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"invalid video header: {exc}") from None
         if not (0 < source.width <= MAX_SIDE and 0 < source.height <= MAX_SIDE and 0 < source.frames <= MAX_FRAMES
@@ -149,7 +169,13 @@ class VideoHeader:
             raise FormatError(f"a video format {version} file cannot have time banks")
         if source.channels != config.model.out_channels or source.bit_depth != 8:
             raise FormatError("the header's channel count or bit depth does not match its model")
-        header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version)
+        if source.audio not in ("none", "dropped", "copied"):
+            raise FormatError(f"unknown audio state {source.audio!r} in the header")
+        if (source.audio == "copied") != (audio_track is not None) or (
+                source.audio == "copied" and version < FIRST_AUDIO_VERSION):
+            raise FormatError(f"the header's audio ({source.audio!r}) and its audio track do not match "
+                              f"(video format {version})")
+        header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version, audio_track)
         grid = header.grid
         expected = (grid.space.cols, grid.space.rows, len(grid.time), len(grid), len(grid))
         if (blocks.get("cols"), blocks.get("rows"), blocks.get("chunks"), blocks.get("count"), len(crcs)) != expected:
@@ -168,27 +194,37 @@ def probe_kind(path: str | os.PathLike) -> str | None:
         return None
 
 
-def write_video_codec(path: str | os.PathLike, header: VideoHeader, blobs: list[torch.Tensor]) -> int:
-    """Write a video `.loe` file atomically. Returns its size in bytes."""
+def write_video_codec(path: str | os.PathLike, header: VideoHeader, blobs: list[torch.Tensor],
+                      audio: bytes | None = None) -> int:
+    """Write a video `.loe` file atomically, with the stored ``audio`` where its header describes one.
+    Returns its size in bytes."""
     path = Path(path)
     if len(blobs) != len(header.grid) or any(b.dtype != torch.uint8 or b.dim() != 1 or b.numel() == 0
                                              for b in blobs):
         raise ValueError("one non-empty 1-D uint8 blob per block is required")
+    if (audio is None) != (header.audio_track is None) or (
+            audio is not None and (len(audio) != header.audio_track["bytes"] or header.version < FIRST_AUDIO_VERSION)):
+        raise ValueError("the audio bytes must match the header's audio track (VideoHeader.with_audio)")
     header.block_crc32 = [zlib.crc32(b.numpy().tobytes()) for b in blobs]
     tensors = {f"block.{k}": b.contiguous() for k, b in enumerate(blobs)}
+    if audio is not None:
+        tensors[AUDIO_TENSOR] = torch.frombuffer(bytearray(audio), dtype=torch.uint8)
     with atomic_output(path) as tmp:
         save_file(tensors, tmp, metadata={METADATA_KEY: header.to_json()})
     return path.stat().st_size
 
 
 def video_overhead_bytes(header: VideoHeader, blob_bytes: int) -> int:
-    """Bytes a video file with ``header`` holds besides its block blobs (JSON header, tensor table),
-    for blobs of about ``blob_bytes`` bytes each (their offsets' digits count too)."""
+    """Bytes a video file with ``header`` holds besides its block blobs and its audio (JSON header,
+    tensor table), for blobs of about ``blob_bytes`` bytes each (their offsets' digits count too)."""
     count = len(header.grid)
     header = dataclasses.replace(header, block_crc32=[0xFFFFFFFF] * count)  # the widest checksums
     size = max(1, int(blob_bytes))
     tensors = {f"block.{k}": torch.zeros(size, dtype=torch.uint8) for k in range(count)}
-    return len(save(tensors, metadata={METADATA_KEY: header.to_json()})) - count * size
+    audio = 0 if header.audio_track is None else int(header.audio_track["bytes"])
+    if header.audio_track is not None:
+        tensors[AUDIO_TENSOR] = torch.zeros(audio, dtype=torch.uint8)
+    return len(save(tensors, metadata={METADATA_KEY: header.to_json()})) - count * size - audio
 
 
 class VideoReader:
@@ -203,8 +239,11 @@ class VideoReader:
         self.size_bytes = self.path.stat().st_size
         count = len(self.header.grid)
         expected = {f"block.{k}" for k in range(count)}
+        if self.header.audio_track is not None:
+            expected.add(AUDIO_TENSOR)
         if keys != expected:
-            raise FormatError(f"{self.path} holds {len(keys)} tensors that do not match its {count} blocks")
+            raise FormatError(f"{self.path} holds {len(keys)} tensors that do not match its {count} blocks"
+                              + (" and its audio" if self.header.audio_track is not None else ""))
         for name in expected:
             sl = self._file.get_slice(name)
             if sl.get_dtype() != "U8" or len(sl.get_shape()) != 1:
@@ -240,6 +279,24 @@ class VideoReader:
         if zlib.crc32(blob.tobytes()) != self.header.block_crc32[index]:
             raise FormatError(f"block {index} of {self.path} is corrupted (checksum mismatch)")
         return np.ascontiguousarray(blob)
+
+    def audio(self) -> AudioTrack | None:
+        """The stored audio track; None if the file keeps none."""
+        if self.header.audio_track is None:
+            return None
+        if self._file is None:
+            raise ValueError(f"{self.path} is closed")
+        try:
+            data = self._file.get_tensor(AUDIO_TENSOR).numpy().tobytes()
+        except Exception as exc:
+            raise FormatError(f"cannot read the audio of {self.path} ({_first_line(exc)})") from None
+        return AudioTrack.described(data, self.header.audio_track)
+
+    def audio_bytes(self) -> int:
+        """Bytes of the stored audio (0 without)."""
+        if self.header.audio_track is None:
+            return 0
+        return int(np.prod(self._file.get_slice(AUDIO_TENSOR).get_shape()))
 
     def tile_units(self, index: int) -> Units | None:
         """The hidden units block ``index`` keeps (bool ``[width]`` per hidden layer), read from the start of

@@ -25,11 +25,14 @@ MAX_SAMPLES_PER_GROUP = 1 << 18  # samples rendered in one pass (bounds the deco
 
 @dataclass(frozen=True)
 class VideoRequest:
-    """A spatial request, rendered at time positions ``times`` (source frame units, frame ``f`` at ``f + 0.5``)."""
+    """A spatial request, rendered at time positions ``times`` (source frame units, frame ``f`` at ``f + 0.5``);
+    ``start`` / ``stop``: the time span it shows, in seconds."""
 
     space: DecodeRequest
     times: tuple[float, ...]
     fps: Fraction
+    start: Fraction = Fraction(0)
+    stop: Fraction | None = None
 
 
 class VideoRenderer:

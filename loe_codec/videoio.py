@@ -2,9 +2,9 @@
 
 Input: any container and codec ffmpeg decodes (mp4, mkv, webm, mov, y4m, ...).
 Frames are decoded one by one and converted to RGB uint8; the whole video is
-never held in memory. The first video stream is used; **audio and other
-streams are dropped** (with a warning from the encoder): a `.loe` video holds
-pictures only.
+never held in memory. The first video stream is used; the first audio stream
+is copied untouched by the encoder (:mod:`loe_codec.audio`), other streams are
+dropped.
 
 Output: the container follows the extension (``.mp4`` H.264, ``.mkv`` FFV1
 lossless RGB, ``.webm`` VP9, ``.mov`` H.264; ``codec=`` picks another
@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from .errors import CodecRuntimeError, UsageError
+from .audio import AudioMuxer, AudioTrack, AudioWarning
+from .errors import CodecRuntimeError, FormatError, UsageError
 from .files import atomic_output, check_output_location, require_file
 
 try:
@@ -72,7 +74,8 @@ class VideoSource:
 
     Attributes: ``width``, ``height``, ``channels`` (3: RGB), ``frames``,
     ``fps`` (a :class:`~fractions.Fraction`), ``duration`` (seconds, ``frames / fps``),
-    ``audio_streams`` (how many audio streams the file holds; they are not coded).
+    ``audio_streams`` (how many audio streams the file holds), ``start_time`` (seconds, a
+    :class:`~fractions.Fraction`: the video stream's first timestamp, where its audio lines up).
     """
 
     channels = 3
@@ -87,6 +90,8 @@ class VideoSource:
                 self.width, self.height = int(stream.width), int(stream.height)
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self.audio_streams = len(container.streams.audio)
+                start = stream.start_time if stream.start_time is not None else 0
+                self.start_time = Fraction(start) * Fraction(stream.time_base or 0)
                 # Count by decoding: container frame counts are missing (mkv, webm) or off (edit lists).
                 self.frames = sum(1 for _ in container.decode(stream))
         except UsageError:
@@ -193,44 +198,74 @@ def _pixel_format(codec_name: str, suffix: str, width: int, height: int) -> str:
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float | Fraction,
-                codec: str | None = None, options: dict[str, str] | None = None) -> int:
+                codec: str | None = None, options: dict[str, str] | None = None,
+                audio: tuple[AudioTrack, float, float] | None = None) -> int:
     """Write uint8 RGB frames ``[h, w, 3]`` to a video file or a numbered image sequence.
 
-    ``options`` go to the encoder (x264/x265 default to CRF 18, preset medium).
+    ``options`` go to the encoder (x264/x265 default to CRF 18, preset medium). ``audio``:
+    ``(track, start, stop)``, the track's packets of ``[start, stop)`` seconds muxed beside the
+    frames (not into an image sequence, nor into a container that cannot hold the codec: those get an
+    :class:`~loe_codec.audio.AudioWarning`).
     Returns the number of frames written. Atomic: nothing is left behind on failure.
     """
     path = check_video_output(path, codec)
     if is_sequence_pattern(path):
+        if audio is not None:
+            warnings.warn(f"{path}: an image sequence has no audio; the {audio[0].codec} track is not written",
+                          AudioWarning, stacklevel=2)
         return _write_sequence(frames, path)
     suffix = path.suffix.lower()
     codec_name = codec or WRITERS[suffix][0]
     count = 0
+    rate = as_rate(fps)
     with atomic_output(path) as tmp:
+        sound = None
         try:
             with av.open(tmp, mode="w") as container:
                 stream = None
                 for pixels in frames:
                     if stream is None:
                         h, w = pixels.shape[:2]
-                        stream = container.add_stream(codec_name, rate=as_rate(fps))
+                        stream = container.add_stream(codec_name, rate=rate)
                         stream.width, stream.height = w, h
                         stream.pix_fmt = _pixel_format(codec_name, suffix, w, h)
                         if codec_name in ("libx264", "libx265"):
                             stream.options = {"crf": "18", "preset": "medium"}
                         stream.options = {**stream.options, **(options or {})}
+                        sound = _audio_muxer(audio, container, path)
                     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels[..., :3]), format="rgb24")
                     for packet in stream.encode(frame):
                         container.mux(packet)
                     count += 1
+                    if sound is not None:  # audio up to the end of this frame, interleaved as the video goes
+                        sound.until(float(count / rate))
                 if stream is None:
                     raise UsageError("no frames to write")
                 for packet in stream.encode():
                     container.mux(packet)
-        except (UsageError, OSError):
+                if sound is not None:
+                    sound.finish()
+        except (UsageError, OSError, FormatError):
             raise
         except Exception as exc:
             raise CodecRuntimeError(f"cannot write {path} with {codec_name} ({_first_line(exc)})") from None
+        finally:
+            if sound is not None:
+                sound.close()
     return count
+
+
+def _audio_muxer(audio: tuple[AudioTrack, float, float] | None, container, path: Path) -> AudioMuxer | None:
+    """A muxer of the audio into ``container``; None (with a warning) where the container cannot hold it."""
+    if audio is None:
+        return None
+    track, start, stop = audio
+    try:
+        return AudioMuxer(track, container, start, stop)
+    except ValueError as exc:
+        warnings.warn(f"{path}: the audio ({track.codec}) is not written: {_first_line(exc)}; "
+                      "a .mkv output holds any audio codec", AudioWarning, stacklevel=3)
+        return None
 
 
 def _write_sequence(frames: Iterable[np.ndarray], pattern: Path) -> int:

@@ -11,6 +11,10 @@ Encodes a 24x16 crop of the first 6 frames of ``carphone_12f.mp4`` with a tiny e
 * ``golden/video_tiny_fps.sha256``: the same for a decode at twice the frame rate (the time axis resampled),
 * ``golden/video_tiny_decoded.png``: the full decode's frames one above the other (only to show what
   differs when the hash breaks),
+* ``golden/video_tiny_audio.loe`` (video format 5; committed): the same frames with an AAC tone beside
+  them, so the same blocks and the copied audio; ``golden/video_tiny_audio.loe.sha256``: SHA-256 of its bytes;
+  ``golden/video_tiny_audio_packets.sha256``: SHA-256 of its audio packets' bytes, in order (what a decode
+  writes back),
 * ``golden/README.md``'s video section, which says how the files were made.
 
 Only regenerate on purpose, after a deliberate change to the video format or its decoder: the point of the
@@ -58,13 +62,26 @@ CONFIG = VideoConfig(
 )
 FPS_FACTOR = 2
 
-def cut_source(path: Path) -> None:
-    """The first FRAMES frames of SOURCE, cropped to CROP, as lossless FFV1 (bgr0) in ``path``."""
+AUDIO_RATE = 8000
+TONE_HZ = 440
+
+
+def cut_source(path: Path, audio: bool = False) -> None:
+    """The first FRAMES frames of SOURCE, cropped to CROP, as lossless FFV1 (bgr0) in ``path`` (Matroska);
+    with ``audio``, beside them an AAC tone (mono, AUDIO_RATE Hz) as long as the frames."""
     left, top, w, h = CROP
     with av.open(str(HERE / SOURCE)) as inp, av.open(str(path), "w") as out:
         stream_in = inp.streams.video[0]
         stream = out.add_stream("ffv1", rate=stream_in.average_rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "bgr0"
+        if audio:
+            sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+            n = int(AUDIO_RATE * FRAMES / stream_in.average_rate)
+            wave = (0.3 * np.sin(2 * np.pi * TONE_HZ * np.arange(n) / AUDIO_RATE)).astype(np.float32)
+            samples = av.AudioFrame.from_ndarray(wave[None], format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = AUDIO_RATE, 0
+            for packet in [*sound.encode(samples), *sound.encode()]:
+                out.mux(packet)
         for k, frame in enumerate(inp.decode(stream_in)):
             if k == FRAMES:
                 break
@@ -83,15 +100,36 @@ def decodes(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return clip.decode(device="cpu"), clip.decode(device="cpu", fps=clip.fps * FPS_FACTOR)
 
 
+def audio_packets_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 of the bytes of the first audio stream's packets of a media file, in order, and their count."""
+    with av.open(str(path)) as media:
+        stream = media.streams.audio[0]
+        packets = [bytes(p) for p in media.demux(stream) if p.dts is not None]
+    return sha256_of(b"".join(packets)), len(packets)
+
+
 def main() -> None:
     torch.set_num_threads(1)
     OUT.mkdir(exist_ok=True)
     loe = OUT / "video_tiny.loe"
+    with_audio = OUT / "video_tiny_audio.loe"
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "crop.mkv"
         cut_source(clip)
         result = encode_video(clip, loe, config=CONFIG, device="cpu")
-    loe.chmod(0o644)
+        cut_source(clip, audio=True)
+        source_packets = audio_packets_digest(clip)
+        sound = encode_video(clip, with_audio, config=CONFIG, device="cpu")
+        with open_video(with_audio) as video:
+            video.decode_to_file(Path(tmp) / "back.mkv", device="cpu")
+        if audio_packets_digest(Path(tmp) / "back.mkv") != source_packets:
+            raise SystemExit("the audio packets did not come back untouched")
+    for path in (loe, with_audio):
+        path.chmod(0o644)
+    (OUT / "video_tiny_audio.loe.sha256").write_text(f"{sha256_of(with_audio.read_bytes())}\n")
+    (OUT / "video_tiny_audio_packets.sha256").write_text(f"{source_packets[0]}  {source_packets[1]} packets\n")
+    if not np.array_equal(decodes(with_audio)[0], decodes(loe)[0]):
+        raise SystemExit("the file with audio decodes to other pictures")
     file_digest = sha256_of(loe.read_bytes())
     frames, faster = decodes(loe)
     n, h, w, c = frames.shape
@@ -113,6 +151,11 @@ file itself is unchanged. It never re-encodes.
 * `video_tiny.loe`: the file; `video_tiny.loe.sha256`: SHA-256 of its bytes
 * `video_tiny.sha256` / `video_tiny_fps.sha256`: SHA-256 of its decode at the source's / {FPS_FACTOR}x the
   frame rate; `video_tiny_decoded.png`: the first, its frames one above the other
+* `video_tiny_audio.loe` (video format {loe_codec.info(with_audio)['format_version']}; `.loe.sha256`: its bytes'
+  SHA-256): the same frames with a {TONE_HZ} Hz AAC tone beside them (mono, {AUDIO_RATE} Hz, made by PyAV's
+  `aac` encoder): the same blocks, so the same decode, and the tone copied ({sound.audio_bytes} bytes);
+  `video_tiny_audio_packets.sha256`: SHA-256 of the tone's packets' bytes in order, and their count (the test
+  decodes the file to .mkv and .mp4 and checks that the packets come back untouched)
 
 Made by `python samples/make_video_golden.py`:
 

@@ -1,11 +1,13 @@
 """Decode the committed video golden file and compare the pixels' SHA-256 (see samples/golden/README.md).
 
 ``video_tiny.loe`` is video format 4 (made by samples/make_video_golden.py): 4 blocks (2 x 1 tiles x 2 time
-chunks) with time banks and unit masks. Nothing here re-encodes.
+chunks) with time banks and unit masks; ``video_tiny_audio.loe`` (format 5) is the same with a copied AAC
+tone. Nothing here re-encodes.
 """
 
 import hashlib
 
+import av
 import numpy as np
 import pytest
 
@@ -75,3 +77,35 @@ def test_video_golden_partial_decode_matches_the_full_one():
     with loe_codec.open_video(GOLDEN / f"{NAME}.loe") as clip:
         part = clip.decode(device="cpu", frames=(2, 5), region=(6, 4, 12, 8))
     assert np.array_equal(part, _reference()[2:5, 4:12, 6:18])
+
+
+# --- video format 5: the same frames with an AAC tone beside them (video_tiny_audio.loe) -------------------
+
+AUDIO = GOLDEN / f"{NAME}_audio.loe"
+
+
+def _audio_packets(path) -> tuple[str, int]:
+    """SHA-256 of a media file's first audio stream's packets' bytes, in order, and their count."""
+    with av.open(str(path)) as media:
+        stream = media.streams.audio[0]
+        packets = [bytes(p) for p in media.demux(stream) if p.dts is not None]
+    return hashlib.sha256(b"".join(packets)).hexdigest(), len(packets)
+
+
+def test_video_golden_file_with_audio_is_the_committed_one():
+    assert hashlib.sha256(AUDIO.read_bytes()).hexdigest() == _expected("_audio.loe"), \
+        f"{AUDIO} was modified; golden files are only regenerated on purpose (samples/make_video_golden.py)"
+    assert set(tensor_table(AUDIO)) == {f"block.{k}" for k in range(4)} | {"audio"}
+    data = loe_codec.info(AUDIO)
+    assert (data["format_version"], data["audio"], data["audio_track"]["codec"]) == (5, "copied", "aac")
+    assert data["audio_track"]["sample_rate"] == 8000 and data["audio_bytes"] == data["audio_track"]["bytes"]
+    assert data["bpp"] == pytest.approx((data["bytes"] - data["audio_bytes"]) * 8 / (WIDTH * HEIGHT * FRAMES))
+
+
+def test_video_golden_file_with_audio_decodes_its_pictures_and_its_packets(tmp_path):
+    digest, count = (GOLDEN / f"{NAME}_audio_packets.sha256").read_text().split()[:2]
+    with loe_codec.open_video(AUDIO) as clip:
+        assert _digest(clip.decode(device="cpu")) == _expected("")  # the same blocks as video_tiny.loe
+        for name in ("back.mkv", "back.mp4"):
+            clip.decode_to_file(tmp_path / name, device="cpu")
+            assert _audio_packets(tmp_path / name) == (digest, int(count)), name

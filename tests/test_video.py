@@ -20,7 +20,7 @@ import loe_codec
 from cli.main import app
 from loe_codec.config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
 from loe_codec.errors import FormatError, UsageError
-from loe_codec.video import AudioDroppedWarning, LoeVideo, VideoConfig, encode_video
+from loe_codec.video import LoeVideo, VideoConfig, encode_video
 from loe_codec.video_container import TimeConfig, probe_kind
 from loe_codec.video_fit import BlockTarget, _VoxelPool
 from loe_codec.video_tiling import TimeGrid
@@ -97,37 +97,6 @@ def test_bad_video_inputs(tmp_path, content):
         path.write_bytes(CLIP.read_bytes()[:600])
     with pytest.raises(UsageError):
         VideoSource(path)
-
-
-def _clip_with_audio(path):
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 32, 16, "yuv420p"
-        a = out.add_stream("aac", rate=8000)
-        for k in range(6):
-            frame = av.VideoFrame.from_ndarray(np.full((16, 32, 3), 40 * k, np.uint8), format="rgb24")
-            for p in v.encode(frame):
-                out.mux(p)
-        samples = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.float32), format="fltp", layout="mono")
-        samples.sample_rate, samples.pts = 8000, 0
-        for p in a.encode(samples):
-            out.mux(p)
-        for s in (v, a):
-            for p in s.encode():
-                out.mux(p)
-    return path
-
-
-def test_audio_is_dropped_with_a_warning(tmp_path):
-    clip = _clip_with_audio(tmp_path / "audio.mp4")
-    assert VideoSource(clip).audio_streams == 1
-    cfg = tiny_video_config(steps=2)
-    with pytest.warns(AudioDroppedWarning):
-        encode_video(clip, tmp_path / "a.loe", config=cfg, device="cpu", measure_psnr=False)
-    assert loe_codec.info(tmp_path / "a.loe")["audio"] == "dropped"
-    r = CliRunner().invoke(app, ["encode", str(clip), "-o", str(tmp_path / "b.loe"), *FAST_VIDEO, "--no-measure"])
-    assert r.exit_code == 0, r.output
-    assert r.stderr.startswith("warning:") and "audio" in r.stderr
 
 
 # --- grid and fitting -------------------------------------------------------------------------------

@@ -88,7 +88,8 @@ class LoeVideoCodec(LoeCodec):
             out = Path(tmp) / f"{video.name}.loe"
             t0 = time.perf_counter()
             encode_video(video.path, out, config=config, steps=steps, bpp=s.bpp, quality=s.quality,
-                         device=self.device, measure_psnr=False, cache_dir=self._fits.name)
+                         device=self.device, measure_psnr=False, cache_dir=self._fits.name,
+                         audio=False)  # pictures only, as the x264 / x265 files hold
             t1 = time.perf_counter()
             with LoeVideo(out) as clip:
                 quality = mean_frame_psnr(clip.iter_frames(device=self.device), reference)
