@@ -107,10 +107,10 @@ class AudioMuxer:
 
     :meth:`until` muxes the packets that start before a time (call it as the video advances, so that
     the container interleaves without buffering the whole video); :meth:`finish` the rest.
-    A packet belongs to the range when it starts before ``stop`` and ends after ``start`` (from the
-    beginning of the track when ``start`` is 0, so that a codec's priming packet before 0 s is kept);
-    times are shifted by ``-start``, so the first packet may start a little before 0 s, as priming
-    packets do.
+    The packets kept are those that start in ``[start, stop)`` and the last one before ``start``
+    (it holds the sound at ``start``, or is the priming a decoder needs before its first sample, as an
+    AAC stream's first packet before 0 s is; stored durations are not reliable enough to tell);
+    times are shifted by ``-start``, so the first packet may start before 0 s, as priming packets do.
     """
 
     def __init__(self, track: AudioTrack, output: av.container.OutputContainer, start: float, stop: float):
@@ -119,34 +119,33 @@ class AudioMuxer:
         self.stream = output.add_stream_from_template(stream)  # ValueError where the container cannot hold it
         self._base = stream.time_base
         self._packets: Iterator[av.Packet] = self._source.demux(stream)
-        self._shift = round(Fraction(start) / self._base) if start > 0 else 0
+        self._shift = round(Fraction(start) / self._base)
         self._start, self._stop = start, stop
         self._output = output
         self._pending: av.Packet | None = None
-        self._done = False
+        self._kept = self._in_range()
 
-    def _next(self) -> av.Packet | None:
-        while not self._done:
-            packet = next(self._packets, None)
-            if packet is None:
-                self._done = True
-                return None
-            if packet.dts is None:
+    def _in_range(self) -> Iterator[av.Packet]:
+        before = None
+        for packet in self._packets:
+            if packet.dts is None:  # the demuxer's end-of-stream marker
                 continue
             t = float((packet.pts if packet.pts is not None else packet.dts) * self._base)
-            if t >= self._stop:
-                self._done = True
-                return None
-            if self._start > 0 and t + float((packet.duration or 0) * self._base) <= self._start:
+            if t < self._start:
+                before = packet
                 continue
-            return packet
-        return None
+            if t >= self._stop:
+                break
+            if before is not None:
+                yield before
+                before = None
+            yield packet
 
     def until(self, seconds: float) -> None:
         """Mux every kept packet that starts before ``seconds`` (output time)."""
         while True:
             if self._pending is None:
-                self._pending = self._next()
+                self._pending = next(self._kept, None)
                 if self._pending is None:
                     return
             p = self._pending

@@ -61,6 +61,13 @@ def audio_packets(path, stream: int = 0) -> list[tuple[float, str]]:
                 if p.dts is not None]
 
 
+def kept(packets: list[tuple[float, str]], start: float, stop: float) -> list[tuple[float, str]]:
+    """What a decode of ``[start, stop)`` seconds keeps: the packets that start in it and the last one before
+    it (the sound at ``start``, or the codec's priming), times shifted by ``-start``."""
+    before = [p for p in packets if p[0] < start - 1e-6][-1:]
+    return [(t - start, h) for t, h in before + [p for p in packets if start - 1e-6 <= p[0] < stop]]
+
+
 def decoded_samples(path) -> int:
     """Audio samples (per channel) ffmpeg decodes from a media file's first audio stream."""
     with av.open(str(path)) as c:
@@ -114,13 +121,12 @@ def test_decode_writes_the_packets_back_untouched(encoded, tmp_path):
 def test_a_time_span_gets_the_packets_that_overlap_it(encoded, tmp_path):
     clip, path, _ = encoded
     source = audio_packets(clip)
-    packet = 1024 / RATE
     with LoeVideo(path) as video:
         video.decode_to_file(tmp_path / "cut.mp4", device="cpu", frames=(10, 20))  # 0.4 s .. 0.8 s
     out = audio_packets(tmp_path / "cut.mp4")
-    wanted = [(t, h) for t, h in source if t < 0.8 and t + packet > 0.4]
-    assert [h for _, h in out] == [h for _, h in wanted] and len(wanted) >= 3
-    assert [t for t, _ in out] == pytest.approx([t - 0.4 for t, _ in wanted], abs=1e-3)
+    wanted = kept(source, 0.4, 0.8)
+    assert [h for _, h in out] == [h for _, h in wanted] and len(wanted) >= 3 and wanted[0][0] < 0
+    assert [t for t, _ in out] == pytest.approx([t for t, _ in wanted], abs=1e-3)
 
 
 def test_containers_without_the_codec_and_image_sequences_get_a_warning(encoded, tmp_path):
@@ -155,6 +161,38 @@ def test_only_the_first_of_two_audio_streams_is_kept(tmp_path):
     kept = [h for t, h in audio_packets(clip) if t < 8 / 25]  # the 8 frames' span of the first stream
     assert [h for _, h in audio_packets(tmp_path / "two.mkv")] == kept and len(kept) >= 2
     assert audio_packets(tmp_path / "two.mkv", 1) == []
+
+
+def test_audio_lines_up_with_a_video_that_starts_late(tmp_path):
+    # The video's first frame at 0.48 s, the audio from 0 s: the decode starts at the first frame, with the
+    # audio packet that ends there (priming) and the ones after it.
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 16, "yuv420p"
+        tone = out.add_stream("aac", rate=RATE, layout="mono")
+        for k in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 32, 3), 20 * k, np.uint8), format="rgb24")
+            frame.pts = k + 12
+            for p in video.encode(frame):
+                out.mux(p)
+        for p in video.encode():
+            out.mux(p)
+        wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE)).astype(np.float32)
+        samples = av.AudioFrame.from_ndarray(wave[None], format="fltp", layout="mono")
+        samples.sample_rate, samples.pts = RATE, 0
+        for p in [*tone.encode(samples), *tone.encode()]:
+            out.mux(p)
+    start = float(VideoSource(path).start_time)
+    assert start == pytest.approx(0.48)
+    encode_video(path, tmp_path / "late.loe", config=tiny_video_config(steps=2), device="cpu", measure_psnr=False)
+    with LoeVideo(tmp_path / "late.loe") as clip:
+        clip.decode_to_file(tmp_path / "back.mkv", device="cpu")
+    wanted = kept(audio_packets(path), start, start + 0.4)
+    out = audio_packets(tmp_path / "back.mkv")
+    assert [h for _, h in out] == [h for _, h in wanted] and len(wanted) >= 3
+    # Matroska moves a first timestamp below 0 up to 0 (keeping the gaps): compare the gaps
+    assert np.diff([t for t, _ in out]) == pytest.approx(np.diff([t for t, _ in wanted]), abs=2e-3)
 
 
 def test_copy_audio_aligns_to_the_first_video_frame(tmp_path):
