@@ -10,7 +10,7 @@ alike); version 2, read only, has no unit masks either: its blocks keep every hi
   ("video"), ``version``, the source (width, height, channels, bit depth,
   frames, frame rate as a fraction, duration, what happened to audio: ``"none"``,
   ``"dropped"`` or, from version 5, ``"copied"``), the audio track's description (version 5,
-  ``"audio_track"``: codec, sample rate, channels, packets, duration, bytes), the
+  ``"audio_track"``: codec, sample rate, channels, packets, duration, bytes, CRC-32), the
   time chunking, the block grid, the full codec config (a 3-D model), a CRC-32
   per block and encoder stats.
 * one ``uint8`` tensor ``block.{k}`` per space-time block, ``k = chunk *
