@@ -51,6 +51,7 @@ def decode(codec: Path, output: Path, region, scale, width, height, frames: Opti
            time_range: Optional[str], fps: Optional[float], video_codec: Optional[str], device: str,
            progress, warn: Callable[[str], None], audio: bool = True) -> str:
     """Decode a video `.loe` file; returns the summary line."""
+    from loe_codec.audio import AudioWarning
     from loe_codec.video import LoeVideo
 
     with LoeVideo(codec) as clip:
@@ -64,12 +65,10 @@ def decode(codec: Path, output: Path, region, scale, width, height, frames: Opti
             warnings.simplefilter("always")
             w, h, n = clip.decode_to_file(output, video_codec, device, progress, audio, frames=fr, time=tr,
                                           region=region, scale=scale, width=width, height=height, fps=fps)
-        for w_ in caught:
-            warn(str(w_.message))
+        for warning in caught:
+            warn(str(warning.message))
         rate = float(fps) if fps is not None else float(clip.fps)
-        from loe_codec.audio import AudioWarning
-
-        written = not any(issubclass(c.category, AudioWarning) for c in caught)
+        written = not any(issubclass(warning.category, AudioWarning) for warning in caught)
         sound = " with its audio" if audio and clip.header.audio_track is not None and written else ""
     return f"{output}: {w}x{h}, {n} frames at {rate:.3f} fps{sound}"
 
