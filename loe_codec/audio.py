@@ -71,6 +71,17 @@ class AudioTrack:
             raise FormatError(f"the stored audio cannot be read ({exc})") from None
 
 
+def _packet_start(packet: av.Packet) -> int:
+    """A packet's start in its time base (its decode time where it has no presentation time)."""
+    return packet.pts if packet.pts is not None else packet.dts
+
+
+def _move_earlier(packet: av.Packet, ticks: int) -> None:
+    """Move a packet ``ticks`` of its time base earlier."""
+    packet.pts = None if packet.pts is None else packet.pts - ticks
+    packet.dts -= ticks
+
+
 def copy_audio(path: str | os.PathLike, video_start: Fraction) -> AudioTrack:
     """Stream-copy the first audio stream of the media file ``path`` into an :class:`AudioTrack`,
     its timestamps shifted by ``-video_start`` seconds (the first video frame's time)."""
@@ -87,15 +98,12 @@ def copy_audio(path: str | os.PathLike, video_start: Fraction) -> AudioTrack:
             for packet in source.demux(stream):
                 if packet.dts is None:  # the demuxer's end-of-stream marker
                     continue
-                packet.pts = None if packet.pts is None else packet.pts - shift
-                packet.dts -= shift
-                stamp = packet.pts if packet.pts is not None else packet.dts
-                end = max(end, float((stamp + (packet.duration or 0)) * base))
+                _move_earlier(packet, shift)
+                end = max(end, float((_packet_start(packet) + (packet.duration or 0)) * base))
                 packet.stream = copied
                 out.mux(packet)
                 count += 1
-        channels = ctx.channels if hasattr(ctx, "channels") else ctx.layout.nb_channels
-        track = AudioTrack(out_buffer.getvalue(), ctx.name, int(ctx.sample_rate or 0), int(channels or 0), count,
+        track = AudioTrack(out_buffer.getvalue(), ctx.name, int(ctx.sample_rate or 0), int(ctx.channels or 0), count,
                            max(0.0, end) if count else 0.0)
     if not count:
         raise ValueError("the audio stream holds no packets")
@@ -106,7 +114,8 @@ class AudioMuxer:
     """Writes a track's packets of ``[start, stop)`` seconds into ``output`` beside its video, in time order.
 
     :meth:`until` muxes the packets that start before a time (call it as the video advances, so that
-    the container interleaves without buffering the whole video); :meth:`finish` the rest.
+    the container interleaves without buffering the whole video); :meth:`finish` the rest; :meth:`close`
+    when done.
     The packets kept are those that start in ``[start, stop)`` and the last one before ``start``
     (it holds the sound at ``start``, or is the priming a decoder needs before its first sample, as an
     AAC stream's first packet before 0 s is; stored durations are not reliable enough to tell);
@@ -119,7 +128,7 @@ class AudioMuxer:
         self.stream = output.add_stream_from_template(stream)  # ValueError where the container cannot hold it
         self._base = stream.time_base
         self._packets: Iterator[av.Packet] = self._source.demux(stream)
-        self._shift = round(Fraction(start) / self._base)
+        self._ticks = round(Fraction(start) / self._base)
         self._start, self._stop = start, stop
         self._output = output
         self._pending: av.Packet | None = None
@@ -130,7 +139,7 @@ class AudioMuxer:
         for packet in self._packets:
             if packet.dts is None:  # the demuxer's end-of-stream marker
                 continue
-            t = float((packet.pts if packet.pts is not None else packet.dts) * self._base)
+            t = float(_packet_start(packet) * self._base)
             if t < self._start:
                 before = packet
                 continue
@@ -149,18 +158,16 @@ class AudioMuxer:
                 if self._pending is None:
                     return
             p = self._pending
-            stamp = p.pts if p.pts is not None else p.dts
-            if float((stamp - self._shift) * self._base) >= seconds:
+            if float((_packet_start(p) - self._ticks) * self._base) >= seconds:
                 return
-            p.pts = None if p.pts is None else p.pts - self._shift
-            p.dts -= self._shift
+            _move_earlier(p, self._ticks)
             p.stream = self.stream
             self._output.mux(p)
             self._pending = None
 
     def finish(self) -> None:
+        """Mux the rest of the kept packets."""
         self.until(math.inf)
-        self.close()
 
     def close(self) -> None:
         self._source.close()

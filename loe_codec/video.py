@@ -306,8 +306,9 @@ class LoeVideo:
             raise UsageError(f"{reference} is {ref.width}x{ref.height}, {ref.frames} frames; the codec holds "
                              f"{self.width}x{self.height}, {self.frames} frames")
         errors = compare(self._renderer, self.grid, ref, resolve_device(device), progress)
-        size = self.reader.size_bytes - self.reader.audio_bytes()  # the pictures' bytes
-        return {"bytes": size, "audio_bytes": self.reader.audio_bytes(), "frames": self.frames, "fps": float(self.fps),
+        sound = self.reader.audio_bytes()
+        size = self.reader.size_bytes - sound  # the pictures' bytes
+        return {"bytes": size, "audio_bytes": sound, "frames": self.frames, "fps": float(self.fps),
                 "bpp": bits_per_voxel(size, self.width, self.height, self.frames), **errors.summary(),
                 "seam_band_px": errors.spatial.half_width}
 

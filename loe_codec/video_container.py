@@ -221,8 +221,9 @@ def video_overhead_bytes(header: VideoHeader, blob_bytes: int) -> int:
     header = dataclasses.replace(header, block_crc32=[0xFFFFFFFF] * count)  # the widest checksums
     size = max(1, int(blob_bytes))
     tensors = {f"block.{k}": torch.zeros(size, dtype=torch.uint8) for k in range(count)}
-    audio = 0 if header.audio_track is None else int(header.audio_track["bytes"])
+    audio = 0
     if header.audio_track is not None:
+        audio = int(header.audio_track["bytes"])
         tensors[AUDIO_TENSOR] = torch.zeros(audio, dtype=torch.uint8)
     return len(save(tensors, metadata={METADATA_KEY: header.to_json()})) - count * size - audio
 
