@@ -9,7 +9,9 @@ every tile or block this reads the integers back and prints, in bits per weight 
 * ``empirical``: each layer's zeroth-order empirical entropy (the best any one i.i.d. model per layer
   can do, with its model for free);
 * ``per_bank`` / ``per_row`` / ``per_column``: a Laplace model per bank / input row / output column of
-  every layer, each charged :data:`MODEL_BITS` for its parameters.
+  every layer, each charged :data:`MODEL_BITS` for its parameters;
+* ``zero_spike``: per layer, the probability of a zero, then a sign and a geometric ``|k| - 1`` for
+  the others (charged :data:`MODEL_BITS` + 16).
 
 ::
 
@@ -51,6 +53,24 @@ def empirical_bits(ints: np.ndarray) -> float:
     return float(-(counts * np.log2(counts / counts.sum())).sum())
 
 
+def zero_spike_bits(ints: np.ndarray) -> float:
+    """Ideal bits of ``ints`` under a zero probability and a signed geometric ``|k| - 1`` for the rest."""
+    flat = np.asarray(ints).ravel()
+    zeros = int((flat == 0).sum())
+    bits = 0.0
+    if 0 < zeros < flat.size:
+        p = zeros / flat.size
+        bits -= zeros * np.log2(p) + (flat.size - zeros) * np.log2(1 - p)
+    excess = np.abs(flat[flat != 0]) - 1
+    if excess.size:
+        bits += excess.size  # the signs
+        mean = float(excess.mean())
+        if mean > 0:  # maximum-likelihood geometric p(j) = (1 - r) r**j, r = mean / (1 + mean)
+            r = mean / (1 + mean)
+            bits -= excess.size * np.log2(1 - r) + float(excess.sum()) * np.log2(r)
+    return float(bits)
+
+
 def split_bits(ints: np.ndarray, axis: int) -> float:
     """Bits with one Laplace model per slice of ``ints`` along ``axis`` (each charged :data:`MODEL_BITS`)."""
     return sum(laplace_bits(np.take(ints, k, axis=axis)) + MODEL_BITS for k in range(ints.shape[axis]))
@@ -62,7 +82,7 @@ def headroom(path: str | Path) -> dict:
     config = reader.config
     if config.quant.scheme != "laplace":
         raise SystemExit(f"{path}: weights coded with {config.quant.scheme!r}, not laplace")
-    names = ("coded", "laplace", "empirical", "per_bank", "per_row", "per_column")
+    names = ("coded", "laplace", "empirical", "per_bank", "per_row", "per_column", "zero_spike")
     totals = dict.fromkeys(names, 0.0)
     layers = [dict.fromkeys(("weights", "laplace", "empirical"), 0.0) for _ in config.model.layer_shapes()]
     weights = 0
@@ -83,6 +103,7 @@ def headroom(path: str | Path) -> dict:
                 totals["per_bank"] += split_bits(ints, 0)
                 totals["per_row"] += split_bits(ints, 1)
                 totals["per_column"] += split_bits(ints, 2)
+                totals["zero_spike"] += zero_spike_bits(ints) + MODEL_BITS + 16
     return {
         "file": str(path), "tiles": tiles, "weights": weights,
         "bits_per_weight": {k: round(v / weights, 4) for k, v in totals.items()},

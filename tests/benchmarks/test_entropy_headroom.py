@@ -37,6 +37,16 @@ def test_split_charges_a_model_per_slice(headroom):
     assert headroom.split_bits(ints, 2) == pytest.approx(headroom.laplace_bits(ints[:, :, 1]) + 2 * headroom.MODEL_BITS)
 
 
+def test_zero_spike_bits_of_known_counts(headroom):
+    # Half zeros (1 bit each for zero / not), signs (1 bit each), |k| - 1 = 0 or 2: mean 1, r = 1/2,
+    # so -log2(1/2) - j log2(1/2) = 1 + j bits.
+    ints = np.array([0, 0, 0, 0, 1, -1, 3, -3])
+    expected = 8 * 1.0 + 4 * 1.0 + (1 + 1 + 3 + 3)
+    assert headroom.zero_spike_bits(ints) == pytest.approx(expected)
+    assert headroom.zero_spike_bits(np.zeros(5, dtype=int)) == 0.0
+    assert headroom.zero_spike_bits(np.array([1, -1, 1])) == pytest.approx(3.0)  # signs only
+
+
 @pytest.mark.parametrize("kind", ["image", "video"])
 def test_headroom_of_a_file(headroom, kind, tmp_path):
     if kind == "image":
@@ -51,5 +61,6 @@ def test_headroom_of_a_file(headroom, kind, tmp_path):
     # layer beats the layer's empirical entropy.
     assert bits["coded"] == pytest.approx(bits["laplace"], rel=0.1)
     assert bits["empirical"] <= bits["laplace"] + 1e-9
+    assert bits["empirical"] <= bits["zero_spike"]
     assert sum(layer["weights"] for layer in result["layers"]) == result["weights"]
     assert result["saving_vs_coded"]["empirical"] == pytest.approx(1 - bits["empirical"] / bits["coded"], abs=1e-3)
