@@ -1,0 +1,40 @@
+"""The per-block PSNR of benchmarks/video_block_psnr.py, on a tiny encode of the sample clip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from loe_codec.metrics import psnr_from_mse
+from loe_codec.video import LoeVideo, encode_video
+from loe_codec.videoio import VideoSource
+from support import load_script
+from test_video import CLIP, tiny_video_config
+
+
+def test_blocks_and_whole_frame_match_a_direct_computation(tmp_path):
+    script = load_script("benchmarks/video_block_psnr.py")
+    path = tmp_path / "clip.loe"
+    encode_video(CLIP, path, config=tiny_video_config(steps=10), device="cpu", measure_psnr=False)
+    result = script.block_psnr(CLIP, path)
+    with LoeVideo(path) as video:
+        tiles = video.grid.space.tiles()
+        decoded = video.decode(device="cpu").astype(np.float64)
+        assert result["all"] == pytest.approx(video.evaluate(CLIP, device="cpu")["psnr"], abs=1e-9)
+    reference = np.stack(list(VideoSource(CLIP).iter_frames())).astype(np.float64)
+    assert set(result) == {f"r{t.row}c{t.col}" for t in tiles} | {"all"} and len(tiles) == 9
+    last = tiles[-1]  # the bottom-right core
+    err = (decoded - reference)[:, last.y0:last.y1, last.x0:last.x1] ** 2
+    expected = np.mean([psnr_from_mse(float(e.mean())) for e in err])
+    assert result[f"r{last.row}c{last.col}"] == pytest.approx(expected, abs=1e-9)
+    assert len({round(v, 6) for v in result.values()}) > 2  # the blocks differ
+
+
+def test_a_source_of_another_size_is_refused(tmp_path):
+    script = load_script("benchmarks/video_block_psnr.py")
+    path = tmp_path / "clip.loe"
+    encode_video(CLIP, path, config=tiny_video_config(steps=5), device="cpu", measure_psnr=False)
+    other = tmp_path / "short.mkv"
+    load_script("benchmarks/video_crop.py").crop(str(CLIP), str(other), 5, (0, 0, 64, 48))
+    with pytest.raises(SystemExit, match="holds"):
+        script.block_psnr(other, path)
