@@ -7,6 +7,10 @@ benchmarks/README.md (Big Buck Bunny's first 60 frames: 2 x 2 tiles of 640x360 p
 come from it::
 
     python benchmarks/video_block_psnr.py bbb60.mkv a.loe b.loe --out blocks.jsonl
+
+``--float-fit BATCH.pt`` (one file's fit-cache batch holding all its blocks, as ``video_sizes.py --cache``
+leaves it) also decodes the float networks before quantization, in the file's grid and blending: what
+quantization costs each block.
 """
 
 from __future__ import annotations
@@ -17,16 +21,38 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loe_codec.decode import TileCache  # noqa: E402
 from loe_codec.metrics import psnr_from_mse  # noqa: E402
 from loe_codec.video import LoeVideo  # noqa: E402
+from loe_codec.video_render import VideoRenderer  # noqa: E402
 from loe_codec.videoio import VideoSource  # noqa: E402
 
 
-def block_psnr(source: str | Path, codec: str | Path, device: str = "cpu") -> dict[str, float]:
-    """``{"rRcC": mean per-frame PSNR of that tile's core, ..., "all": of the whole frame}`` (dB)."""
+class FloatFit:
+    """The float networks of a fit-cache batch file, readable as the file's tiles (a ``TileSource``)."""
+
+    def __init__(self, path: str | Path, video: LoeVideo):
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        self.config = video.config
+        self.weights, self.biases = stored["weights"], stored["biases"]  # per layer [blocks, banks, in, out] / [blocks, out]
+        expected = [(len(video.grid), banks, n_in, n_out)
+                    for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), self.config.model.layer_shapes())]
+        if [tuple(w.shape) for w in self.weights] != expected:
+            raise SystemExit(f"{path}: weights {[tuple(w.shape) for w in self.weights]} are not the {len(video.grid)} "
+                             f"blocks of the file's model {expected}")
+
+    def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return [w[index].float() for w in self.weights], [b[index].float() for b in self.biases]
+
+
+def block_psnr(source: str | Path, codec: str | Path, device: str = "cpu",
+               float_fit: str | Path | None = None) -> dict[str, float]:
+    """``{"rRcC": mean per-frame PSNR of that tile's core, ..., "all": of the whole frame}`` (dB) of the file's
+    decode, or with ``float_fit`` (a fit-cache batch file of all its blocks) of the float networks'."""
     with LoeVideo(codec) as video:
         src = VideoSource(source)
         if (src.width, src.height, src.frames) != (video.width, video.height, video.frames):
@@ -35,7 +61,11 @@ def block_psnr(source: str | Path, codec: str | Path, device: str = "cpu") -> di
         boxes = {f"r{t.row}c{t.col}": (slice(t.y0, t.y1), slice(t.x0, t.x1)) for t in video.grid.space.tiles()}
         boxes["all"] = (slice(None), slice(None))
         per_frame: dict[str, list[float]] = {name: [] for name in boxes}
-        for decoded, reference in zip(video.iter_frames(device=device), src.iter_frames(), strict=True):
+        frames = video.iter_frames(device=device)
+        if float_fit is not None:
+            renderer = VideoRenderer(TileCache(FloatFit(float_fit, video), len(video.grid)), video.grid)
+            frames = renderer.iter_frames(video.request(), torch.device(device))
+        for decoded, reference in zip(frames, src.iter_frames(), strict=True):
             err = (decoded.astype(np.float64) - reference.astype(np.float64)) ** 2  # [H, W, C]
             for name, (ys, xs) in boxes.items():
                 per_frame[name].append(psnr_from_mse(float(err[ys, xs].mean())))
@@ -48,10 +78,15 @@ def main() -> None:
     ap.add_argument("codecs", nargs="+", help="video .loe files")
     ap.add_argument("--out", help="append one JSON line per file here")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--float-fit", help="a fit-cache batch file of the (one) codec's blocks: decode its float networks too")
     args = ap.parse_args()
-    for codec in args.codecs:
-        line = json.dumps({"file": codec, "psnr": {k: round(v, 2) for k, v in
-                                                   block_psnr(args.source, codec, args.device).items()}})
+    if args.float_fit and len(args.codecs) != 1:
+        ap.error("--float-fit takes one codec file")
+    runs = [(codec, None) for codec in args.codecs] + ([(args.codecs[0], args.float_fit)] if args.float_fit else [])
+    for codec, fit in runs:
+        psnr = block_psnr(args.source, codec, args.device, fit)
+        line = json.dumps({"file": codec, **({"float_fit": fit} if fit else {}),
+                           "psnr": {k: round(v, 2) for k, v in psnr.items()}})
         print(line, flush=True)
         if args.out:
             with open(args.out, "a") as f:

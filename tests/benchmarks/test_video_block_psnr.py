@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from loe_codec.metrics import psnr_from_mse
 from loe_codec.video import LoeVideo, encode_video
@@ -38,3 +39,25 @@ def test_a_source_of_another_size_is_refused(tmp_path):
     load_script("benchmarks/video_crop.py").crop(str(CLIP), str(other), 5, (0, 0, 64, 48))
     with pytest.raises(SystemExit, match="holds"):
         script.block_psnr(other, path)
+
+
+def test_float_fit_decodes_given_networks_in_the_files_grid(tmp_path):
+    script = load_script("benchmarks/video_block_psnr.py")
+    path = tmp_path / "clip.loe"
+    encode_video(CLIP, path, config=tiny_video_config(steps=10), device="cpu", measure_psnr=False)
+    with LoeVideo(path) as video:
+        tiles = [video.reader.read_tile(k) for k in range(len(video.grid))]
+        layers = video.config.model.layers
+    # The file's own dequantized networks, stored as a fit-cache batch: the same decode, to the bit.
+    stored = {"weights": [torch.stack([t[0][i] for t in tiles]) for i in range(layers)],
+              "biases": [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]}
+    torch.save(stored, tmp_path / "same.pt")
+    assert script.block_psnr(CLIP, path, float_fit=tmp_path / "same.pt") == script.block_psnr(CLIP, path)
+    # Other networks decode to other pictures.
+    stored["biases"] = [b + 0.05 for b in stored["biases"]]
+    torch.save(stored, tmp_path / "moved.pt")
+    assert script.block_psnr(CLIP, path, float_fit=tmp_path / "moved.pt")["all"] != script.block_psnr(CLIP, path)["all"]
+    stored["weights"] = [w[:-1] for w in stored["weights"]]  # a block short
+    torch.save(stored, tmp_path / "short.pt")
+    with pytest.raises(SystemExit, match="blocks of the file"):
+        script.block_psnr(CLIP, path, float_fit=tmp_path / "short.pt")
