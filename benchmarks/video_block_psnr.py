@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loe_codec.api import resolve_device  # noqa: E402
 from loe_codec.decode import TileCache  # noqa: E402
 from loe_codec.metrics import psnr_from_mse  # noqa: E402
 from loe_codec.video import LoeVideo  # noqa: E402
@@ -41,9 +42,10 @@ class FloatFit:
         self.weights, self.biases = stored["weights"], stored["biases"]  # per layer [blocks, banks, in, out] / [blocks, out]
         expected = [(len(video.grid), banks, n_in, n_out)
                     for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), self.config.model.layer_shapes())]
-        if [tuple(w.shape) for w in self.weights] != expected:
-            raise SystemExit(f"{path}: weights {[tuple(w.shape) for w in self.weights]} are not the {len(video.grid)} "
-                             f"blocks of the file's model {expected}")
+        shapes = [tuple(w.shape) for w in self.weights]
+        if shapes != expected:
+            raise SystemExit(f"{path}: weights {shapes} are not the {len(video.grid)} blocks of the file's model "
+                             f"{expected}")
 
     def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return [w[index].float() for w in self.weights], [b[index].float() for b in self.biases]
@@ -61,10 +63,11 @@ def block_psnr(source: str | Path, codec: str | Path, device: str = "cpu",
         boxes = {f"r{t.row}c{t.col}": (slice(t.y0, t.y1), slice(t.x0, t.x1)) for t in video.grid.space.tiles()}
         boxes["all"] = (slice(None), slice(None))
         per_frame: dict[str, list[float]] = {name: [] for name in boxes}
-        frames = video.iter_frames(device=device)
-        if float_fit is not None:
+        if float_fit is None:
+            frames = video.iter_frames(device=device)
+        else:
             renderer = VideoRenderer(TileCache(FloatFit(float_fit, video), len(video.grid)), video.grid)
-            frames = renderer.iter_frames(video.request(), torch.device(device))
+            frames = renderer.iter_frames(video.request(), resolve_device(device))
         for decoded, reference in zip(frames, src.iter_frames(), strict=True):
             err = (decoded.astype(np.float64) - reference.astype(np.float64)) ** 2  # [H, W, C]
             for name, (ys, xs) in boxes.items():
