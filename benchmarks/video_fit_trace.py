@@ -50,7 +50,8 @@ def sized_blocks(source: VideoSource, config: video.VideoConfig, bpp: float, blo
 
 def trace(codec, targets, every: int) -> list[dict]:
     """Fit ``targets`` with ``codec``'s model and fit; one row per ``every`` steps (the mean training PSNR
-    of every block over those steps, the learning rate at their end, the seconds so far)."""
+    of every block over those steps, the learning rate at their end, each block's rollbacks by the fit's
+    spike guard so far, the seconds so far)."""
     rows, total, seen = [], None, 0
     started = time.perf_counter()
     step = fit.FitLoop.step
@@ -63,6 +64,7 @@ def trace(codec, targets, every: int) -> list[dict]:
         if (i + 1) % every == 0 or i + 1 == loop.fit_cfg.steps:
             rows.append({"step": i + 1, "lr": fit.learning_rate(i, loop.fit_cfg),
                          "psnr": [round(-10 * math.log10(float(v)), 3) for v in (total / seen).cpu()],
+                         "rollbacks": loop.guard.rollbacks.tolist(),
                          "seconds": round(time.perf_counter() - started, 1)})
             total, seen = None, 0
         return loss

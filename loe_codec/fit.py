@@ -132,6 +132,96 @@ def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig,
         model.quantize_in_loop(None)
 
 
+SPIKE_FACTOR = 2.0  # a tile whose mean loss over a check's window is this many times its best has blown up
+GUARD_CHECKS = 100  # checks per fit
+MIN_GUARD_WINDOW = 50  # steps per check at least: a short window's mean is too noisy to judge
+DAMPING = 0.5  # a rolled-back tile's step size is multiplied by this
+
+
+class SpikeGuard:
+    """Rolls back a tile whose fit blew up, and slows it down.
+
+    Sine networks fitted with Adam at a high learning rate sometimes jump out of a good basin: the hidden
+    weights grow, the loss jumps and never comes back (Big Buck Bunny at 0.05 bpp with ``video-best``: one
+    640x360x60 block's hidden weights grew to 4x the others', 26.4 dB where the block fitted alone reached
+    36.3). Every ``window`` steps after the warm-up the guard compares each tile's mean training loss over
+    the window with its best window so far. A tile :data:`SPIKE_FACTOR` times worse gets back its
+    parameters and Adam moments as of its best window's end (a tile whose loss is no longer finite too),
+    and its steps are scaled by
+    :data:`DAMPING` from then on (again at each further rollback); a tile at a new best is saved.
+
+    Tiles are independent in the batch, so a healthy tile's fit is the same bit for bit with or without
+    the guard, and so is every tile of a fit that never blows up. Each check reads one flag back to the
+    host (a GPU sync every ``window`` steps); the steps in between read nothing.
+    ``rollbacks`` ``[T]`` counts each tile's rollbacks.
+    """
+
+    def __init__(self, params: list[torch.Tensor], opt: torch.optim.Optimizer, steps: int, start: int):
+        self.params, self.opt = params, opt
+        self.window = max(MIN_GUARD_WINDOW, steps // GUARD_CHECKS)
+        self.start = start
+        num_tiles, device = params[0].shape[0], params[0].device
+        self.sum = torch.zeros(num_tiles, device=device)
+        self.seen = 0
+        self.best: torch.Tensor | None = None
+        self.saved: list[torch.Tensor] = []
+        self.scale = torch.ones(num_tiles, device=device)
+        self.damped = False
+        self.rollbacks = torch.zeros(num_tiles, dtype=torch.long, device=device)
+
+    def _state(self) -> list[torch.Tensor]:
+        """The tensors a rollback restores: every parameter and its Adam moments (all tile-major)."""
+        out = []
+        for p in self.params:
+            state = self.opt.state.get(p, {})
+            out += [p.data] + [state[k] for k in ("exp_avg", "exp_avg_sq") if k in state]
+        return out
+
+    @staticmethod
+    def _per_tile(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return mask.view(-1, *[1] * (like.dim() - 1))
+
+    def before_step(self) -> list[torch.Tensor] | None:
+        """The parameters before the Adam step, when some tile's steps are damped (else None)."""
+        return [p.detach().clone() for p in self.params] if self.damped else None
+
+    def after_step(self, step: int, old: list[torch.Tensor] | None, tile_loss: torch.Tensor) -> None:
+        """Damp the step just taken (``old``: :meth:`before_step`'s), count ``tile_loss`` ``[T]`` (the
+        step's loss per tile) and check at the end of each window."""
+        if old is not None:
+            with torch.no_grad():
+                for p, o in zip(self.params, old):
+                    scale = self._per_tile(self.scale, p)
+                    p.copy_(torch.where(scale < 1, o + scale * (p - o), p))
+        if step < self.start:
+            return
+        self.sum += tile_loss
+        self.seen += 1
+        if self.seen == self.window:
+            self.check()
+
+    @torch.no_grad()
+    def check(self) -> None:
+        """Judge the window counted so far and start a new one (a last window too short to judge is dropped)."""
+        if self.seen < min(self.window, MIN_GUARD_WINDOW // 2):
+            return
+        mean = self.sum / self.seen
+        self.sum.zero_()
+        self.seen = 0
+        if self.best is None:
+            self.best, self.saved = mean, [t.clone() for t in self._state()]
+            return
+        spiked = ~(mean <= SPIKE_FACTOR * self.best)  # a non-finite loss counts as blown up
+        better = (mean < self.best) & ~spiked
+        for live, saved in zip(self._state(), self.saved):
+            live.copy_(torch.where(self._per_tile(spiked, live), saved, live))
+            saved.copy_(torch.where(self._per_tile(better, live), live, saved))
+        self.best = torch.where(better, mean, self.best)
+        self.scale = torch.where(spiked, self.scale * DAMPING, self.scale)
+        self.rollbacks += spiked
+        self.damped = self.damped or bool(spiked.any())
+
+
 class FitLoop:
     """The Adam steps of :func:`train`, one :meth:`step` call each.
 
@@ -139,11 +229,12 @@ class FitLoop:
     tile-major batch and takes one Adam step. On CUDA with the sync-free dispatch a step reads
     nothing back to the host (its loss stays on the device). ``tile_loss`` ``[T]`` holds the last
     step's loss of every tile (its samples' mean squared error, importance-weighted under error-driven
-    sampling, before the step; a detached device tensor: for convergence traces).
+    sampling, before the step; a detached device tensor: for convergence traces). With ``guard`` a
+    :class:`SpikeGuard` (``self.guard``) rolls back the tiles that blow up.
     """
 
     def __init__(self, model: TiledLoE, fit_cfg: FitConfig, pool, seed: int, precision: str = "fp32",
-                 dispatch: str = "auto"):
+                 dispatch: str = "auto", guard: bool = False):
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if dispatch not in DISPATCHES:
@@ -154,6 +245,8 @@ class FitLoop:
         self.opt = torch.optim.Adam(model.parameters(), lr=fit_cfg.learning_rate, fused=True)
         self.bf16 = precision == "bf16"
         self.tile_loss: torch.Tensor | None = None
+        self.guard = SpikeGuard(list(model.parameters()), self.opt, fit_cfg.steps, fit_cfg.warmup_steps) \
+            if guard else None
 
     def step(self, step: int) -> torch.Tensor:
         """Adam step number ``step`` (it sets the learning rate); returns the loss before it (a 0-d
@@ -176,7 +269,10 @@ class FitLoop:
         self.tile_loss = per_tile.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        old = self.guard.before_step() if self.guard is not None else None
         self.opt.step()
+        if self.guard is not None:
+            self.guard.after_step(step, old, self.tile_loss)
         return loss.detach()
 
 
@@ -190,7 +286,8 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
     ``precision``: ``fp32``, or ``bf16`` for bfloat16 autocast (meant for CUDA; float32 weights and
     loss). ``dispatch``: the bank dispatch of :meth:`TiledLoE.forward` (``auto``: today's exact path on
     the CPU, the sync-free one on CUDA). Both are choices of this run, not of the codec config: the
-    fitted networks differ in rounding only.
+    fitted networks differ in rounding only. A :class:`SpikeGuard` watches every fit (its last, partial
+    window too).
     """
     model = model.to(device)
     if model.quant_steps is not None:
@@ -198,7 +295,7 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
     pool = pool_type(targets, device)
     if fit_cfg.sampling == "error":
         pool.sample_by_error()
-    loop = FitLoop(model, fit_cfg, pool, seed, precision, dispatch)
+    loop = FitLoop(model, fit_cfg, pool, seed, precision, dispatch, guard=True)
     report_every = max(1, fit_cfg.steps // 100)
     for step in range(fit_cfg.steps):
         loss = loop.step(step)
@@ -206,6 +303,7 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
             progress(step + 1, fit_cfg.steps, float(loss) / len(targets))
         if checkpoint is not None:
             checkpoint(step + 1, model)
+    loop.guard.check()  # the last, partial window
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise CodecRuntimeError("fitting diverged (non-finite weights); try a lower learning rate or fewer steps")
     return model.cpu().eval()

@@ -6,6 +6,7 @@ import torch
 
 from loe_codec.config import FitConfig, ModelConfig, QuantConfig
 from loe_codec.errors import CodecRuntimeError, UsageError
+from loe_codec import fit as fitmod
 from loe_codec.fit import FitLoop, _PixelPool, finetune_quantized, fit_tiles, learning_rate
 from loe_codec.hostreads import HostReads
 from loe_codec.model import TiledLoE
@@ -247,3 +248,104 @@ def test_fit_loop_keeps_every_tiles_loss(monkeypatch):
     for total, per_tile in losses:
         assert len(per_tile) == 2 and abs(total - sum(per_tile)) <= 1e-5 * total
         assert per_tile[0] != per_tile[1]
+
+
+# --- the spike guard: a tile whose fit blows up is rolled back ----------------------------------------
+
+GUARDED = dataclasses.replace(FIT, steps=400)
+
+
+def _tile_mses(model, targets) -> list[float]:
+    return [window_mse(TiledLoE(model.config, [w.detach()[k:k + 1] for w in model.weights],
+                                [b.detach()[k:k + 1] for b in model.biases]),
+                       [t]) for k, t in enumerate(targets)]
+
+
+def _blow_up(at_step: int):
+    """A checkpoint that multiplies tile 1's hidden weights by 8 after step ``at_step`` (a blown-up fit)."""
+    def checkpoint(step, model):
+        if step == at_step:
+            with torch.no_grad():
+                model.weights[1][1].mul_(8)
+                model.weights[2][1].mul_(8)
+    return checkpoint
+
+
+def test_a_tile_that_blows_up_is_rolled_back_and_the_other_tile_is_untouched(monkeypatch):
+    targets = _targets()
+    clean = fit_tiles(MODEL, GUARDED, targets)
+    guarded = fit_tiles(MODEL, GUARDED, targets, checkpoint=_blow_up(250))
+    monkeypatch.setattr(fitmod, "SPIKE_FACTOR", float("inf"))  # the guard never fires
+    unguarded = fit_tiles(MODEL, GUARDED, targets, checkpoint=_blow_up(250))
+    clean_mse, guarded_mse, unguarded_mse = (_tile_mses(m, targets) for m in (clean, guarded, unguarded))
+    # Tiles are independent: tile 0 is the same bit for bit in all three fits.
+    for m in (guarded, unguarded):
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(clean.parameters(), m.parameters()))
+    assert unguarded_mse[1] > 10 * clean_mse[1], (unguarded_mse, clean_mse)  # not recovered from alone
+    assert guarded_mse[1] < 2 * clean_mse[1], (guarded_mse, clean_mse)
+
+
+def test_a_tile_gone_non_finite_mid_fit_is_rolled_back_instead_of_failing_the_fit():
+    targets = _targets()
+
+    def poison(step, model):
+        if step == 250:
+            with torch.no_grad():
+                model.weights[2][1].fill_(float("nan"))
+
+    fitted = fit_tiles(MODEL, GUARDED, targets, checkpoint=poison)
+    assert all(torch.isfinite(p).all() for p in fitted.parameters())
+    clean = fit_tiles(MODEL, GUARDED, targets)
+    assert _tile_mses(fitted, targets)[1] < 2 * _tile_mses(clean, targets)[1]
+
+
+def test_a_fit_that_never_blows_up_is_the_same_with_and_without_the_guard(monkeypatch):
+    targets = _targets()
+    guarded = fit_tiles(MODEL, GUARDED, targets)
+    monkeypatch.setattr(fitmod, "SPIKE_FACTOR", float("inf"))
+    plain = fit_tiles(MODEL, GUARDED, targets)
+    assert all(torch.equal(a, b) for a, b in zip(guarded.parameters(), plain.parameters()))
+
+
+def test_the_guard_restores_the_best_state_damps_the_tile_and_counts_it():
+    targets = _targets()
+    model = TiledLoE.initialised(MODEL, [t.seed for t in targets])
+    loop = FitLoop(model, GUARDED, _PixelPool(targets, torch.device("cpu")), 0, guard=True)
+    guard = loop.guard
+    assert guard.window == fitmod.MIN_GUARD_WINDOW and guard.start == GUARDED.warmup_steps
+    for step in range(GUARDED.warmup_steps + 2 * guard.window):
+        loop.step(step)
+    assert guard.best is not None and guard.rollbacks.tolist() == [0, 0]
+    saved = [t.clone() for t in guard.saved]
+    with torch.no_grad():
+        model.weights[2][1].mul_(8)
+    for step in range(step + 1, step + 1 + guard.window):
+        loop.step(step)
+    assert guard.rollbacks.tolist() == [0, 1] and guard.damped
+    assert guard.scale.tolist() == [1.0, fitmod.DAMPING]
+    # Tile 1's parameters and moments are back to the state saved at its best window (tile 0's moved on).
+    for live, old in zip(guard._state(), saved):
+        assert torch.equal(live[1], old[1])
+        assert not torch.equal(live[0], old[0])
+    # Damped: a step moves tile 1 by DAMPING of what Adam did, tile 0 by all of it.
+    old = guard.before_step()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    guard.after_step(0, old, torch.zeros(2))
+    for p, o in zip(model.parameters(), old):
+        torch.testing.assert_close(p[0] - o[0], torch.ones_like(o[0]))
+        torch.testing.assert_close(p[1] - o[1], torch.full_like(o[1], fitmod.DAMPING))
+
+
+@pytest.mark.parametrize("damped", [False, True])
+def test_guarded_steps_between_checks_read_nothing_back_to_the_host(damped):
+    targets = _targets()
+    model = TiledLoE.initialised(MODEL, [t.seed for t in targets])
+    loop = FitLoop(model, GUARDED, _PixelPool(targets, torch.device("cpu")), 0, dispatch="dense", guard=True)
+    loop.guard.damped = damped
+    loop.step(0)
+    with HostReads() as reads:
+        for step in range(1, loop.guard.window):
+            loop.step(step)
+    assert reads.ops == []

@@ -21,4 +21,5 @@ def test_trace_reports_each_chosen_block_every_window():
     assert fit.FitLoop.step is step  # put back
     assert [r["step"] for r in rows] == [3, 6, 7]
     assert all(len(r["psnr"]) == 1 and math.isfinite(r["psnr"][0]) for r in rows)
+    assert all(r["rollbacks"] == [0] for r in rows)
     assert [r["lr"] for r in rows] == [fit.learning_rate(s - 1, codec.fit) for s in (3, 6, 7)]
