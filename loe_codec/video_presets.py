@@ -100,7 +100,8 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # clip at 0.03 bpp: uniform 30.66, error-driven 30.93 (+0.27; both seeds' mean 3.02 dB behind x264): a gain
     # at 0.03 on two seeds, against one seed's loss at 0.02 and the block's at 0.05.
     # At 0.05 bpp (4 x width 105) the whole clip reached only 29.09 dB (x264: 36.25): the top-right block's fit
-    # failed (26.4 dB; alone, at 32 000 steps, it reached 36.3) and the others gained 0.3-0.8 dB over 0.03 bpp.
+    # blew up at the peak learning rate (26.4 dB; alone, at 32 000 steps, it reached 36.3). Under the fit's
+    # spike guard (loe_codec.fit.SpikeGuard) it is rolled back once: 31.70 dB (-4.55).
     "video-best": _video_preset(
         "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110,
