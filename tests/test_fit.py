@@ -316,6 +316,7 @@ def test_the_guard_restores_the_best_state_damps_the_tile_and_counts_it():
     for step in range(GUARDED.warmup_steps + 2 * guard.window):
         loop.step(step)
     assert guard.best is not None and guard.rollbacks.tolist() == [0, 0]
+    assert len(guard._state()) == 3 * len(list(model.parameters()))  # each parameter and its two Adam moments
     saved = [t.clone() for t in guard.saved]
     with torch.no_grad():
         model.weights[2][1].mul_(8)
