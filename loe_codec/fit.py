@@ -143,12 +143,12 @@ class SpikeGuard:
 
     Sine networks fitted with Adam at a high learning rate sometimes jump out of a good basin: the hidden
     weights grow, the loss jumps and never comes back (Big Buck Bunny at 0.05 bpp with ``video-best``: one
-    640x360x60 block's hidden weights grew to 4x the others', 26.4 dB where the block fitted alone reached
+    640x360x60 block's first two hidden layers grew to 3-5x the others' weights, 26.4 dB where it alone reached
     36.3). Every ``window`` steps after the warm-up the guard compares each tile's mean training loss over
-    the window with its best window so far. A tile :data:`SPIKE_FACTOR` times worse gets back its
-    parameters and Adam moments as of its best window's end (a tile whose loss is no longer finite too),
-    and its steps are scaled by
-    :data:`DAMPING` from then on (again at each further rollback); a tile at a new best is saved.
+    the window with its best window so far. A tile :data:`SPIKE_FACTOR` times worse (or whose loss is no
+    longer finite) gets back its parameters and Adam moments as of its best window's end, and its steps
+    are scaled by :data:`DAMPING` from then on (again at each further rollback); a tile at a new best is
+    saved.
 
     Tiles are independent in the batch, so a healthy tile's fit is the same bit for bit with or without
     the guard, and so is every tile of a fit that never blows up. Each check reads one flag back to the

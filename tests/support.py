@@ -97,6 +97,11 @@ def two_tile_targets(seed: int = 0) -> list:
 
 def window_mse(model, targets) -> float:
     """Mean squared error of the model at every pixel centre of every target window."""
+    return float(torch.stack(window_mses(model, targets)).mean())
+
+
+def window_mses(model, targets) -> list[torch.Tensor]:
+    """Each target's mean squared error (tile ``k`` of the model on ``targets[k]``'s pixel centres): 0-d tensors."""
     errs = []
     for k, t in enumerate(targets):
         h, w, _ = t.pixels.shape
@@ -106,7 +111,7 @@ def window_mse(model, targets) -> float:
         with torch.no_grad():
             pred = model(torch.full((h * w,), k, dtype=torch.long), coords)
         errs.append(((pred - (t.pixels.reshape(-1, 3).float() / 255 - 0.5)) ** 2).mean())
-    return float(torch.stack(errs).mean())
+    return errs
 
 
 # --- raw safetensors surgery (for building damaged / hand-made .loe files) -----------------------

@@ -12,7 +12,7 @@ from loe_codec.hostreads import HostReads
 from loe_codec.model import TiledLoE
 from loe_codec.reference import tile_seed
 from loe_codec.quantize import MIN_STEP, storable_steps
-from support import two_tile_targets, window_mse
+from support import two_tile_targets, window_mse, window_mses
 
 MODEL = ModelConfig(width=12, banks=(1, 2, 2, 1), pe_frequencies=3)
 FIT = FitConfig(steps=30, samples_per_tile=256, learning_rate=1e-2, warmup_steps=5, seed=0)
@@ -256,9 +256,7 @@ GUARDED = dataclasses.replace(FIT, steps=400)
 
 
 def _tile_mses(model, targets) -> list[float]:
-    return [window_mse(TiledLoE(model.config, [w.detach()[k:k + 1] for w in model.weights],
-                                [b.detach()[k:k + 1] for b in model.biases]),
-                       [t]) for k, t in enumerate(targets)]
+    return [float(e) for e in window_mses(model, targets)]
 
 
 def _blow_up(at_step: int):
