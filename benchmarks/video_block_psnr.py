@@ -66,7 +66,8 @@ def block_psnr(source: str | Path, codec: str | Path, device: str = "cpu",
         if float_fit is None:
             frames = video.iter_frames(device=device)
         else:
-            renderer = VideoRenderer(TileCache(FloatFit(float_fit, video), len(video.grid)), video.grid)
+            renderer = VideoRenderer(TileCache(FloatFit(float_fit, video), len(video.grid)), video.grid,
+                                     video.header.motion)
             frames = renderer.iter_frames(video.request(), resolve_device(device))
         for decoded, reference in zip(frames, src.iter_frames(), strict=True):
             err = (decoded.astype(np.float64) - reference.astype(np.float64)) ** 2  # [H, W, C]

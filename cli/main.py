@@ -182,6 +182,10 @@ def encode(
     no_measure: bool = typer.Option(False, "--no-measure", help="Skip decoding the result to report its PSNR."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Video only: drop the audio (by default the first "
                                   "audio stream is copied into the file untouched; --bpp does not count it)."),
+    motion: Optional[str] = typer.Option(
+        None, "--motion", help="Video only: 'global' estimates the camera's pan (one shift per frame, stored in the "
+                               "file) and fits the blocks along it, so a panned scene holds still for the networks; "
+                               "'none' does not. Default: the preset's."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -207,11 +211,12 @@ def encode(
         with _errors(), _progress(quiet) as bar:
             data, summary = video.encode(source, output, preset, steps, tile, seed, chunk,
                                          {"bpp": bpp, "psnr": psnr, "quality": quality}, device, not no_measure,
-                                         _stage_callback(bar), _warn, resume, not no_audio)
+                                         _stage_callback(bar), _warn, resume, not no_audio, motion)
         _emit(data, as_json, summary)
         return
-    if chunk is not None or no_audio:
-        _fail(f"{'--chunk' if chunk is not None else '--no-audio'} applies to video inputs only", 2)
+    for flag, given in (("--chunk", chunk is not None), ("--no-audio", no_audio), ("--motion", motion is not None)):
+        if given:
+            _fail(f"{flag} applies to video inputs only", 2)
     with _errors(), _progress(quiet or _rank() != 0) as bar:
         result = loe_codec.encode(source, output, preset or "balanced", steps=steps, tile=tile, seed=seed,
                                   bpp=bpp, psnr=psnr, quality=quality, device=device, progress=_stage_callback(bar),

@@ -26,7 +26,8 @@ def parse_range(text: Optional[str], name: str, kind: type) -> Optional[tuple]:
 
 
 def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed, chunk, rate: dict, device: str,
-           measure: bool, progress, warn: Callable[[str], None], resume: bool = False, audio: bool = True):
+           measure: bool, progress, warn: Callable[[str], None], resume: bool = False, audio: bool = True,
+           motion: Optional[str] = None):
     """Encode a video; ``rate`` holds ``bpp``, ``psnr`` and ``quality`` (at most one set). Returns
     ``(result dict, summary line)``."""
     from loe_codec.video import encode_video
@@ -35,7 +36,7 @@ def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed,
         warnings.simplefilter("always")
         result = encode_video(source, output, preset or "video", steps=steps, tile=tile, seed=seed, chunk=chunk,
                               **rate, device=device, progress=progress, measure_psnr=measure, resume=resume,
-                              audio=audio)
+                              audio=audio, motion=motion)
     for w in caught:
         warn(str(w.message))
     for note in result.notes:
@@ -83,6 +84,8 @@ def info_summary(data: dict) -> str:
         + (f" ({_audio_summary(data['audio_track'])})" if "audio_track" in data else ""),
         f"  blocks {b['count']} ({b['cols']}x{b['rows']} tiles of {b['tile_size']} px, margin {b['tile_margin']}; "
         f"{b['chunks']} chunks of {b['chunk_frames']} frames, margin {b['time_margin']})",
+        *([f"  motion global: the blocks follow the camera's pan (last frame shifted by "
+           f"{data['camera_path_pixels'][0]:+.1f}, {data['camera_path_pixels'][1]:+.1f} px)"] if "motion" in data else []),
         f"  model  preset {data['preset']}: 3-D, width {m['width']}, banks {list(m['banks'])} per dim, "
         f"{m['arrangement']}, {m['blend']}, {m['activation']}, {m['parameters_per_block']} parameters/block",
         f"  quant  {quant_summary(data['quantization'])}",

@@ -35,6 +35,7 @@ from .audio import AudioTrack, AudioWarning, copy_audio
 from .errors import UsageError
 from .files import check_output_location
 from .fitcache import FitCache
+from .motion import camera_path
 from .video_container import VideoHeader, VideoInfo, VideoReader, write_video_codec
 from .video_encode import fit_and_pack_video, placeholder_stats, with_config
 from .video_presets import VIDEO_PRESETS, VideoConfig, blocks_for_rate, video_preset  # noqa: F401 (public names)
@@ -80,11 +81,12 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                  psnr: float | None = None, quality: int | None = None, device: str = "auto",
                  progress: StageProgressFn | None = None, measure_psnr: bool = True,
                  cache_dir: str | os.PathLike | None = None, resume: bool = False,
-                 audio: bool = True) -> VideoEncodeResult:
+                 audio: bool = True, motion: str | None = None) -> VideoEncodeResult:
     """Encode the video at ``source`` into the `.loe` file ``output``.
 
     ``preset`` names a :data:`VIDEO_PRESETS` entry (or pass a full ``config``);
-    ``steps``, ``tile``, ``seed`` and ``chunk`` (frames per block) override it.
+    ``steps``, ``tile``, ``seed``, ``chunk`` (frames per block) and ``motion`` (``"global"``: fit the
+    blocks along the camera's estimated pan; ``"none"``: do not; :attr:`VideoConfig.motion`) override it.
     At most one rate choice, as for images (:func:`loe_codec.encode`): ``bpp``
     (the file's bits per pixel per frame; unless ``chunk`` is given, a preset with
     ``bits_per_parameter`` then sizes the blocks for it: :func:`blocks_for_rate`), ``psnr`` (the smallest file whose
@@ -105,7 +107,7 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     for name, value in (("steps", steps), ("tile", tile), ("seed", seed), ("chunk", chunk)):
         if value is not None and value < (1 if name == "chunk" else 0):
             raise UsageError(f"{name} must be >= {1 if name == 'chunk' else 0}, got {value}")
-    vcfg = vcfg.with_overrides(steps=steps, tile=tile, seed=seed, chunk=chunk)
+    vcfg = vcfg.with_overrides(steps=steps, tile=tile, seed=seed, chunk=chunk, motion=motion)
     codec_cfg, target = rate_choice(vcfg.codec, bpp, psnr, quality)
     vcfg = dataclasses.replace(vcfg, codec=codec_cfg)
     if vcfg.codec.model.dims != 3:
@@ -126,6 +128,9 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                          encoder=f"loe-codec {__version__}")
     if track is not None:
         header = header.with_audio(track.describe())
+    if vcfg.motion == "global":
+        stage = (lambda done, total: progress("motion", done, total)) if progress is not None else None
+        header = header.with_motion(camera_path(src.iter_frames(), src.frames, stage))
     grid = header.grid
     notes: list[str] = []
     cache_dir, temporary_cache = resume_cache(output, cache_dir, resume)
@@ -135,7 +140,7 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     psnr = None
     if measure_psnr:
         stage = (lambda done, total: progress("measure", done, total)) if progress is not None else None
-        renderer = VideoRenderer(TileCache(BlobSource(config_, blobs), len(grid.space) * 3), grid)
+        renderer = VideoRenderer(TileCache(BlobSource(config_, blobs), len(grid.space) * 3), grid, header.motion)
         errors = compare(renderer, grid, src, device, stage)
         psnr = errors.psnr()
         header.stats = {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
@@ -178,7 +183,8 @@ class LoeVideo:
         self.frames = self.header.source.frames
         self.fps = self.header.source.fps
         self.duration = self.header.source.duration
-        self._renderer = VideoRenderer(TileCache(self.reader, max(64, 3 * len(self.grid.space))), self.grid)
+        self._renderer = VideoRenderer(TileCache(self.reader, max(64, 3 * len(self.grid.space))), self.grid,
+                                       self.header.motion)
 
     @property
     def config(self) -> CodecConfig:
@@ -277,6 +283,9 @@ class LoeVideo:
             "duration": self.duration,
             "audio": self.header.source.audio,
             **({} if self.header.audio_track is None else {"audio_track": self.header.audio_track}),
+            **({} if self.header.motion is None else {
+                "motion": "global",
+                "camera_path_pixels": [round(float(v), 2) for v in self.header.motion.offsets[-1]]}),
             "blocks": {"count": len(g), "cols": g.space.cols, "rows": g.space.rows, "chunks": len(g.time),
                        "tile_size": cfg.tile.size, "tile_margin": cfg.tile.margin,
                        "chunk_frames": self.header.time.chunk, "time_margin": self.header.time.margin},

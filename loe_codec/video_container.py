@@ -1,8 +1,8 @@
 """The `.loe` container for video: one safetensors file of kind ``"video"``.
 
-Layout (video format version 5, written only for a file that keeps its source's audio: a file
-without audio is written as version 4, which lacks only the audio and which decoders from before
-audio read; version 3, read only, has no time banks (every model's banks tile space and time
+Layout (video format version 6, written only for a file whose networks follow a camera path; a file
+without one is written as version 5 where it keeps its source's audio, else as version 4, which lacks
+only the audio and which decoders from before audio read; version 3, read only, has no time banks (every model's banks tile space and time
 alike); version 2, read only, has no unit masks either: its blocks keep every hidden unit; version
 1, read only, has no weight references either: see :mod:`loe_codec.reference`):
 
@@ -19,6 +19,9 @@ alike); version 2, read only, has no unit masks either: its blocks keep every hi
   :func:`loe_codec.tileblob.unpack_tile`. Blobs are opaque and may differ in size.
 * version 5 with audio ``"copied"``: one ``uint8`` tensor ``audio``, the source's first audio
   stream stream-copied into a Matroska file (:mod:`loe_codec.audio`).
+* version 6 with ``"motion": "global"`` in the header: one ``float32`` tensor ``motion``
+  ``[frames, 2]``, the camera path (:class:`loe_codec.motion.CameraPath`): every block network is
+  evaluated at its pixels shifted by it.
 
 A decoder opens the file lazily and reads only the blocks a request touches.
 """
@@ -45,16 +48,19 @@ from .audio import AudioTrack
 from .tileblob import Units, stored_units, unpack_tile, units_prefix_bytes
 from .errors import FormatError
 from .files import atomic_output
+from .motion import CameraPath
 from .video_tiling import SpaceTimeGrid
 
-VIDEO_FORMAT_VERSION = 5  # the newest version this decoder reads
+VIDEO_FORMAT_VERSION = 6  # the newest version this decoder reads
 NO_AUDIO_VERSION = 4  # what a file without audio is written as
 FIRST_AUDIO_VERSION = 5  # files may keep their source's audio (the ``audio`` tensor) from here on
 FIRST_REFERENCE_VERSION = 2  # video blocks code weights against a reference from here on
 FIRST_UNITS_VERSION = 3  # video blocks may drop hidden units (QuantConfig.unit_ladder) from here on
 FIRST_TIME_BANKS_VERSION = 4  # models may count their banks along time apart (ModelConfig.time_banks)
+FIRST_MOTION_VERSION = 6  # blocks may follow a camera path (the ``motion`` tensor) from here on
 MAX_FRAMES = 1 << 24
 AUDIO_TENSOR = "audio"
+MOTION_TENSOR = "motion"
 
 
 @dataclass(frozen=True)
@@ -106,11 +112,19 @@ class VideoHeader:
     version: int = NO_AUDIO_VERSION
     audio_track: dict | None = None
     """The stored audio's description (:meth:`loe_codec.audio.AudioTrack.describe`) where audio is ``"copied"``."""
+    motion: CameraPath | None = None
+    """The camera path the blocks follow (the file's ``motion`` tensor); None: none."""
 
     def with_audio(self, description: dict) -> "VideoHeader":
         """This header for a file that keeps the audio track ``description``, at the version it needs."""
-        return dataclasses.replace(self, audio_track=dict(description), version=FIRST_AUDIO_VERSION,
+        return dataclasses.replace(self, audio_track=dict(description), version=max(self.version, FIRST_AUDIO_VERSION),
                                    source=dataclasses.replace(self.source, audio="copied"))
+
+    def with_motion(self, path: CameraPath) -> "VideoHeader":
+        """This header for a file whose blocks follow the camera ``path``, at the version it needs."""
+        if path.frames != self.source.frames:
+            raise ValueError(f"a camera path of {path.frames} frames for a video of {self.source.frames}")
+        return dataclasses.replace(self, motion=path, version=max(self.version, FIRST_MOTION_VERSION))
 
     @property
     def grid(self) -> SpaceTimeGrid:
@@ -136,6 +150,7 @@ class VideoHeader:
             "stats": self.stats,
             "encoder": self.encoder,
             **({"audio_track": self.audio_track} if self.audio_track is not None else {}),
+            **({"motion": "global"} if self.motion is not None else {}),
         }, separators=(",", ":"))
 
     @classmethod
@@ -175,7 +190,12 @@ class VideoHeader:
                 source.audio == "copied" and version < FIRST_AUDIO_VERSION):
             raise FormatError(f"the header's audio ({source.audio!r}) and its audio track do not match "
                               f"(video format {version})")
+        motion = d.get("motion", "none")
+        if motion not in ("none", "global") or (motion == "global" and version < FIRST_MOTION_VERSION):
+            raise FormatError(f"unknown motion {motion!r} in the header (video format {version})")
         header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version, audio_track)
+        if motion == "global":  # the path itself is a tensor of the file: VideoReader reads it
+            header.motion = CameraPath(torch.zeros(source.frames, 2))
         grid = header.grid
         expected = (grid.space.cols, grid.space.rows, len(grid.time), len(grid), len(grid))
         if (blocks.get("cols"), blocks.get("rows"), blocks.get("chunks"), blocks.get("count"), len(crcs)) != expected:
@@ -205,8 +225,12 @@ def write_video_codec(path: str | os.PathLike, header: VideoHeader, blobs: list[
     if (audio is None) != (header.audio_track is None) or (
             audio is not None and (len(audio) != header.audio_track["bytes"] or header.version < FIRST_AUDIO_VERSION)):
         raise ValueError("the audio bytes must match the header's audio track (VideoHeader.with_audio)")
+    if header.motion is not None and header.version < FIRST_MOTION_VERSION:
+        raise ValueError("a camera path needs video format 6 (VideoHeader.with_motion)")
     header.block_crc32 = [zlib.crc32(b.numpy().tobytes()) for b in blobs]
     tensors = {f"block.{k}": b.contiguous() for k, b in enumerate(blobs)}
+    if header.motion is not None:
+        tensors[MOTION_TENSOR] = header.motion.offsets.float().contiguous()
     if audio is not None:
         tensors[AUDIO_TENSOR] = torch.frombuffer(bytearray(audio), dtype=torch.uint8)
     with atomic_output(path) as tmp:
@@ -225,6 +249,8 @@ def video_overhead_bytes(header: VideoHeader, blob_bytes: int) -> int:
     if header.audio_track is not None:
         audio = int(header.audio_track["bytes"])
         tensors[AUDIO_TENSOR] = torch.zeros(audio, dtype=torch.uint8)
+    if header.motion is not None:  # the path counts as overhead
+        tensors[MOTION_TENSOR] = torch.zeros(header.source.frames, 2)
     return len(save(tensors, metadata={METADATA_KEY: header.to_json()})) - count * size - audio
 
 
@@ -242,10 +268,15 @@ class VideoReader:
         expected = {f"block.{k}" for k in range(count)}
         if self.header.audio_track is not None:
             expected.add(AUDIO_TENSOR)
+        if self.header.motion is not None:
+            expected.add(MOTION_TENSOR)
         if keys != expected:
             raise FormatError(f"{self.path} holds {len(keys)} tensors that do not match its {count} blocks"
-                              + (" and its audio" if self.header.audio_track is not None else ""))
-        for name in expected:
+                              + (" and its audio" if self.header.audio_track is not None else "")
+                              + (" and its camera path" if self.header.motion is not None else ""))
+        if self.header.motion is not None:
+            self.header.motion = self._camera_path()
+        for name in expected - {MOTION_TENSOR}:
             sl = self._file.get_slice(name)
             if sl.get_dtype() != "U8" or len(sl.get_shape()) != 1:
                 raise FormatError(f"tensor {name} has dtype {sl.get_dtype()} and shape {sl.get_shape()}, "
@@ -255,6 +286,16 @@ class VideoReader:
     @property
     def config(self) -> CodecConfig:
         return self.header.config
+
+    def _camera_path(self) -> CameraPath:
+        sl = self._file.get_slice(MOTION_TENSOR)
+        if sl.get_dtype() != "F32" or list(sl.get_shape()) != [self.header.source.frames, 2]:
+            raise FormatError(f"{self.path}: its camera path has dtype {sl.get_dtype()} and shape {sl.get_shape()}, "
+                              f"expected F32 [{self.header.source.frames}, 2]")
+        try:
+            return CameraPath(self._file.get_tensor(MOTION_TENSOR).clone())
+        except ValueError as exc:
+            raise FormatError(f"{self.path}: invalid camera path ({exc})") from None
 
     def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Dequantized weights and biases of block ``index`` (checksum verified)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import zlib
 from typing import Iterator
 
 import numpy as np
@@ -27,13 +28,14 @@ from .fitcache import FitCache
 from .fitted import PSNR_PROBE_SAMPLES, FittedBatch
 from .pruning import SHORT_QAT_FRACTION
 from .metrics import psnr_from_mse
+from .motion import CameraPath
 from .rate import Probe, layer_sensitivity
 from .video_container import VideoHeader, video_overhead_bytes
 from .video_fit import BlockTarget, _VoxelPool, fit_blocks
 from .video_tiling import Block, SpaceTimeGrid
 from .videoio import FrameWindows, VideoSource
 
-CachedFits = tuple[FitCache, str, tuple[int, int]]
+CachedFits = tuple[FitCache, str, dict]  # the cache, the source's path, what else keys a fit (time chunks, motion)
 
 # Stats the encoder writes after measuring (placeholders of the same width count in the header's size).
 MEASURED_STATS = ("psnr", "psnr_min_frame", "psnr_chunk_borders", "psnr_chunk_interiors",
@@ -41,14 +43,16 @@ MEASURED_STATS = ("psnr", "psnr_min_frame", "psnr_chunk_borders", "psnr_chunk_in
 
 
 def block_target(frames: torch.Tensor, first_frame: int, grid: SpaceTimeGrid, block: Block,
-                 seed: int) -> BlockTarget:
-    """Fit target of one block; ``frames`` ``[n, H, W, C]`` holds the chunk's window from ``first_frame``."""
+                 seed: int, path: CameraPath | None = None) -> BlockTarget:
+    """Fit target of one block; ``frames`` ``[n, H, W, C]`` holds the chunk's window from ``first_frame``;
+    with a camera ``path`` each frame's pixels are shifted by the path (:meth:`CameraPath.shifts`)."""
     wx, wy, ww, wh = grid.space.window(block.tile)
     dx, dy, ex, ey = grid.space.domain(block.tile)
     f0, f1 = grid.time.window(block.chunk)
     t0, te = grid.time.domain(block.chunk)
     voxels = frames[f0 - first_frame:f1 - first_frame, wy:wy + wh, wx:wx + ww].contiguous()
-    return BlockTarget(voxels, (wx, wy, f0), (dx, dy, t0), (ex, ey, te), tile_seed(seed, block.index))
+    shift = None if path is None else path.shifts(f0, f1, torch.arange(f0, f1, dtype=torch.float64) + 0.5).float()
+    return BlockTarget(voxels, (wx, wy, f0), (dx, dy, t0), (ex, ey, te), tile_seed(seed, block.index), shift)
 
 
 def block_voxels(block: Block) -> int:
@@ -56,9 +60,10 @@ def block_voxels(block: Block) -> int:
     return (block.tile.x1 - block.tile.x0) * (block.tile.y1 - block.tile.y0) * (block.chunk.f1 - block.chunk.f0)
 
 
-def video_batches(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig
+def video_batches(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig, path: CameraPath | None = None
                   ) -> Iterator[tuple[list[Block], list[BlockTarget]]]:
-    """The blocks ``tiles_per_batch`` at a time in block order, with their fit targets (frames streamed)."""
+    """The blocks ``tiles_per_batch`` at a time in block order, with their fit targets (frames streamed;
+    shifted along the camera ``path`` where there is one)."""
     windows = FrameWindows(source.iter_frames())
     per_batch = config.fit.tiles_per_batch
     for chunk in grid.time.chunks():
@@ -67,7 +72,7 @@ def video_batches(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig
         blocks = grid.blocks_of_chunk(chunk)
         for start in range(0, len(blocks), per_batch):
             part = blocks[start:start + per_batch]
-            yield part, [block_target(frames, f0, grid, b, config.fit.seed) for b in part]
+            yield part, [block_target(frames, f0, grid, b, config.fit.seed, path) for b in part]
 
 
 def fit_batch(part: list[Block], targets: list[BlockTarget], config: CodecConfig, device: str,
@@ -76,8 +81,8 @@ def fit_batch(part: list[Block], targets: list[BlockTarget], config: CodecConfig
     (or load it from ``cache``, ``(FitCache, source path, time chunking)``; new fits are stored)."""
     key = ""
     if cache is not None:
-        store, path, time = cache
-        key = store.key(path, config, [b.index for b in part], device, {"time": list(time)})
+        store, path, extra = cache
+        key = store.key(path, config, [b.index for b in part], device, extra)
         found = store.load(key, config)
         if found is not None:
             return FittedBatch.of(part, *found, config)
@@ -87,6 +92,15 @@ def fit_batch(part: list[Block], targets: list[BlockTarget], config: CodecConfig
     if cache is not None:
         cache[0].store(key, batch.model, batch.sensitivity, batch.probe)
     return batch
+
+
+def fit_key_extra(header: VideoHeader) -> dict:
+    """What keys a block's fit besides the source and the config: the time chunks, and the camera path
+    (its CRC-32) where there is one."""
+    extra: dict = {"time": [header.time.chunk, header.time.margin]}
+    if header.motion is not None:
+        extra["motion"] = zlib.crc32(header.motion.offsets.numpy().tobytes())
+    return extra
 
 
 def video_psnr(grid: SpaceTimeGrid) -> PsnrFn:
@@ -142,9 +156,9 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
     blobs: list[np.ndarray] = []
     fitted: list[FittedBatch] = []
     seen = 0  # blocks fitted so far
-    for part, targets in video_batches(source, grid, config):
+    for part, targets in video_batches(source, grid, config, header.motion):
         batch = fit_batch(part, targets, config, device, stage("fit", seen, len(part), total),
-                          None if cache is None else (cache, source.path, (grid.time.size, grid.time.margin)))
+                          None if cache is None else (cache, source.path, fit_key_extra(header)))
         seen += len(part)
         if target.bpp is None and target.psnr is None:
             blobs += finish(batch, targets, len(blobs), config)
@@ -163,21 +177,21 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
                                                               None if pruning else notes, "video"))
         if pruning:  # candidate sizes at that slope, then the slope again with every block's choice counted
             done = 0
-            for batch, (_, targets) in zip(fitted, video_batches(source, grid, config)):
+            for batch, (_, targets) in zip(fitted, video_batches(source, grid, config, header.motion)):
                 add_rungs(batch, targets, config, device, sizes(done, len(batch.tiles)), _VoxelPool)
                 done += len(batch.tiles)
             config = config.with_overrides(slope=slope_for_target(fitted, target, config, budget, psnr_of, notes,
                                                                   "video"))
         second_pass = target.psnr is not None and config.quant.qat_steps > 0
         untuned = copy.deepcopy(fitted) if second_pass else None
-        for batch, (_, targets) in zip(fitted, video_batches(source, grid, config)):
+        for batch, (_, targets) in zip(fitted, video_batches(source, grid, config, header.motion)):
             blobs += finish(batch, targets, len(blobs), config)
         if second_pass:  # as for images: fine-tuning beat the estimate; fine-tune again at a coarser slope
             keep_units(untuned, fitted)
             new = slope_after_finetuning(untuned, fitted, config.quant.slope, target.psnr, config, psnr_of)
             if new > SECOND_PASS_FACTOR * config.quant.slope:
                 config, fitted, blobs = config.with_overrides(slope=new), untuned, []
-                for batch, (_, targets) in zip(fitted, video_batches(source, grid, config)):
+                for batch, (_, targets) in zip(fitted, video_batches(source, grid, config, header.motion)):
                     blobs += finish(batch, targets, len(blobs), config)
         blobs, config = retune(fitted, blobs, target, config, budget, psnr_of)
     return [torch.from_numpy(b.copy()) for b in blobs], config

@@ -26,6 +26,8 @@ class BlockTarget:
     voxel is frame ``window[2]``, pixel ``(window[0], window[1])``. The block's
     domain starts at ``origin`` (x, y, t) and spans ``extent``; block-local
     ``p = (pos - origin) / extent`` with pixel and frame centres at ``+0.5``.
+    With a camera path (:mod:`loe_codec.motion`), ``shift`` float ``[frames, 2]`` holds each window
+    frame's pixel shift (x, y): that frame's pixel ``q`` is fitted at ``q + shift``.
     """
 
     voxels: torch.Tensor
@@ -33,6 +35,7 @@ class BlockTarget:
     origin: tuple[float, float, float]
     extent: tuple[float, float, float]
     seed: int
+    shift: torch.Tensor | None = None
 
 
 class _VoxelPool(SampledPool):
@@ -58,13 +61,27 @@ class _VoxelPool(SampledPool):
         self.num_blocks = len(targets)
         self.shapes = [tuple(s[:3]) for s in shapes]
         self.block = torch.arange(self.num_blocks, device=device).unsqueeze(1)
+        self.shift = None  # [B, frames, 2]: each window frame's shift, in block units
+        if any(t.shift is not None for t in targets):
+            table = torch.zeros(len(targets), max(s[0] for s in shapes), 2)
+            for k, t in enumerate(targets):
+                if t.shift is not None:
+                    if t.shift.shape != (shapes[k][0], 2):
+                        raise ValueError(f"block {k}'s shift is {tuple(t.shift.shape)}, its window has "
+                                         f"{shapes[k][0]} frames")
+                    table[k, :shapes[k][0]] = t.shift.float() / torch.tensor(t.extent[:2], dtype=torch.float32)
+            self.shift = table.to(device)
 
     def sample(self, per_block: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random voxels: block ``[N]``, coords ``[N, 3]`` (x, y, t), targets ``[N, C]`` in ``[-0.5, 0.5]``."""
         local = self.draw(per_block, gen)
         frame, rest = local // self.plane, local % self.plane
         index = torch.stack([rest % self.width, rest // self.width, frame], dim=2).float()  # [B, S, 3]
-        coords = (self.start + index * self.step).reshape(-1, 3)
+        coords = self.start + index * self.step
+        if self.shift is not None:
+            moved = self.shift[self.block, frame]  # [B, S, 2]
+            coords = torch.cat([coords[:, :, :2] + moved, coords[:, :, 2:]], dim=2)
+        coords = coords.reshape(-1, 3)
         target = self.voxels[(self.offset + local).reshape(-1)].float() / 255.0 - 0.5
         return self.block.expand(-1, per_block).reshape(-1), coords, target
 

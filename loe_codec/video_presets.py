@@ -17,6 +17,9 @@ from .tiling import TileGrid
 from .video_container import TimeConfig
 
 
+MOTIONS = ("none", "global")  # what VideoConfig.motion may be
+
+
 @dataclass(frozen=True)
 class VideoConfig:
     """A video encode: the codec config (3-D model, fitting, quantization, spatial tiles) and the time chunks."""
@@ -30,8 +33,13 @@ class VideoConfig:
     (:func:`blocks_for_rate`); None: always ``time.chunk`` and the model."""
     max_width: int | None = None
     """The widest network :func:`blocks_for_rate` may choose (None: the model's width)."""
+    motion: str = "none"
+    """``"global"``: estimate the camera's pan (one translation per frame, :mod:`loe_codec.motion`) and
+    fit every block along it, so that the networks see the scene hold still; ``"none"``: pixel coordinates."""
 
     def __post_init__(self) -> None:
+        if self.motion not in MOTIONS:
+            raise UsageError(f"unknown motion {self.motion!r}; choose one of {', '.join(MOTIONS)}")
         if self.bits_per_parameter is not None and not self.bits_per_parameter > 0:
             raise UsageError(f"bits_per_parameter must be > 0, got {self.bits_per_parameter}")
         if self.max_width is not None and self.max_width < self.codec.model.width:
@@ -39,8 +47,9 @@ class VideoConfig:
                              f"({self.codec.model.width})")
 
     def with_overrides(self, *, steps: int | None = None, tile: int | None = None, seed: int | None = None,
-                       chunk: int | None = None) -> "VideoConfig":
-        cfg = dataclasses.replace(self, codec=self.codec.with_overrides(steps=steps, tile=tile, seed=seed))
+                       chunk: int | None = None, motion: str | None = None) -> "VideoConfig":
+        cfg = dataclasses.replace(self, codec=self.codec.with_overrides(steps=steps, tile=tile, seed=seed),
+                                  motion=self.motion if motion is None else motion)
         if chunk is not None:
             margin = min(cfg.time.margin, max(0, (chunk - 1) // 2))
             cfg = dataclasses.replace(cfg, time=TimeConfig(chunk=chunk, margin=margin))

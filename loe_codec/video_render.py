@@ -17,6 +17,7 @@ import torch
 
 from .decode import BLOCK, DecodeRequest, TileCache, _axis_positions, support
 from .metrics import ErrorAccumulator, psnr_from_mse
+from .motion import CameraPath
 from .video_tiling import SpaceTimeGrid
 from .videoio import VideoSource
 
@@ -36,11 +37,13 @@ class VideoRequest:
 
 
 class VideoRenderer:
-    """Evaluates the blocks of a :class:`SpaceTimeGrid` at any output pixels and times."""
+    """Evaluates the blocks of a :class:`SpaceTimeGrid` at any output pixels and times (along the camera
+    ``motion`` the blocks were fitted with, if any: :mod:`loe_codec.motion`)."""
 
-    def __init__(self, cache: TileCache, grid: SpaceTimeGrid):
+    def __init__(self, cache: TileCache, grid: SpaceTimeGrid, motion: CameraPath | None = None):
         self.cache = cache
         self.grid = grid
+        self.motion = motion
 
     def frame_groups(self, req: VideoRequest) -> int:
         """Output frames rendered together (bounded sample count per pass)."""
@@ -81,17 +84,27 @@ class VideoRenderer:
             wt = grid.time.weight(chunk, times)
             frames = support(wt)
             t0, te = grid.time.domain(chunk)
+            # Without a camera path a block is one grid of samples; with one, a grid per frame, its x and y
+            # axes shifted by that frame's offset.
+            spans = [(frames, None)]
+            if self.motion is not None and frames.stop > frames.start:
+                shifts = self.motion.shifts(*grid.time.window(chunk), times[frames])
+                spans = [(slice(f, f + 1), shifts[f - frames.start]) for f in range(frames.start, frames.stop)]
             for t in tiles:
                 wx, wy = grid.space.weight_x(t, xs), grid.space.weight_y(t, ys)
                 cols, rows = support(wx), support(wy)
                 dx, dy, ex, ey = grid.space.domain(t)
-                axes = [(xs[cols] - dx) / ex, (ys[rows] - dy) / ey, (times[frames] - t0) / te]
-                if any(a.numel() == 0 for a in axes):
-                    continue
-                weight = wt[frames].view(-1, 1, 1) * wy[rows].view(1, -1, 1) * wx[cols].view(1, 1, -1)
-                parts.append((len(blocks), (frames, rows, cols), [a.float().to(device) for a in axes],
-                              weight.float().to(device)))
-                blocks.append(grid.block(t, chunk).index)
+                local = len(blocks)
+                for span, shift in spans:
+                    sx, sy = (0.0, 0.0) if shift is None else (float(shift[0]), float(shift[1]))
+                    axes = [(xs[cols] + sx - dx) / ex, (ys[rows] + sy - dy) / ey, (times[span] - t0) / te]
+                    if any(a.numel() == 0 for a in axes):
+                        continue
+                    weight = wt[span].view(-1, 1, 1) * wy[rows].view(1, -1, 1) * wx[cols].view(1, 1, -1)
+                    parts.append((local, (span, rows, cols), [a.float().to(device) for a in axes],
+                                  weight.float().to(device)))
+                if parts and parts[-1][0] == local:
+                    blocks.append(grid.block(t, chunk).index)
         channels = self.cache.config.model.out_channels
         acc = torch.zeros(times.numel(), ys.numel(), xs.numel(), channels, dtype=torch.float32, device=device)
         if parts:

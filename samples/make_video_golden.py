@@ -15,7 +15,14 @@ Encodes a 24x16 crop of the first 6 frames of ``carphone_12f.mp4`` with a tiny e
   them, so the same blocks and the copied audio; ``golden/video_tiny_audio.loe.sha256``: SHA-256 of its bytes;
   ``golden/video_tiny_audio_packets.sha256``: SHA-256 of its audio packets' bytes, in order (what a decode
   writes back),
-* ``golden/README.md``'s video section, which says how the files were made.
+* ``golden/video_tiny_motion.loe`` (video format 6; committed): the same config fitted along a camera path
+  (``motion="global"``) on a panned cut of the source (the crop moves PAN pixels right each frame);
+  ``.loe.sha256``: its bytes' SHA-256; ``golden/video_tiny_motion.sha256`` / ``_fps.sha256``: SHA-256 of its
+  decode at the source's / twice the frame rate (the path interpolated between frames),
+* ``golden/README.md``'s video sections, which say how the files were made.
+
+``python samples/make_video_golden.py --motion-only`` makes the format-6 files (and their README section) alone,
+leaving the others as they are.
 
 Only regenerate on purpose, after a deliberate change to the video format or its decoder: the point of the
 golden test is to catch silent changes. The test never re-encodes.
@@ -61,14 +68,17 @@ CONFIG = VideoConfig(
     TimeConfig(chunk=4, margin=1),
 )
 FPS_FACTOR = 2
+PAN = 2  # pixels the crop of the format-6 file moves right each frame
+MOTION_SECTION = "## Video format 6"  # its README section, after the video format 4 one
 
 AUDIO_RATE = 8000
 TONE_HZ = 440
 
 
-def cut_source(path: Path, audio: bool = False) -> None:
+def cut_source(path: Path, audio: bool = False, pan: int = 0) -> None:
     """The first FRAMES frames of SOURCE, cropped to CROP, as lossless FFV1 (bgr0) in ``path`` (Matroska);
-    with ``audio``, beside them an AAC tone (mono, AUDIO_RATE Hz) as long as the frames."""
+    with ``audio``, beside them an AAC tone (mono, AUDIO_RATE Hz) as long as the frames; with ``pan`` the
+    crop moves ``pan`` pixels right each frame."""
     left, top, w, h = CROP
     with av.open(str(HERE / SOURCE)) as inp, av.open(str(path), "w") as out:
         stream_in = inp.streams.video[0]
@@ -85,7 +95,8 @@ def cut_source(path: Path, audio: bool = False) -> None:
         for k, frame in enumerate(inp.decode(stream_in)):
             if k == FRAMES:
                 break
-            rgb = frame.to_ndarray(format="rgb24")[top:top + h, left:left + w]
+            x = left + k * pan
+            rgb = frame.to_ndarray(format="rgb24")[top:top + h, x:x + w]
             small = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="bgr0")
             small.pts, small.time_base = k, 1 / stream_in.average_rate
             for packet in stream.encode(small):
@@ -108,8 +119,45 @@ def audio_packets_digest(path: Path) -> tuple[str, int]:
     return sha256_of(b"".join(packets)), len(packets)
 
 
+def make_motion() -> str:
+    """Write the format-6 golden files (fitted along a camera path); returns their README section."""
+    loe = OUT / "video_tiny_motion.loe"
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "pan.mkv"
+        cut_source(clip, pan=PAN)
+        result = encode_video(clip, loe, config=CONFIG, device="cpu", motion="global")
+    loe.chmod(0o644)
+    frames, faster = decodes(loe)
+    data = loe_codec.info(loe)
+    (OUT / "video_tiny_motion.loe.sha256").write_text(f"{sha256_of(loe.read_bytes())}\n")
+    (OUT / "video_tiny_motion.sha256").write_text(f"{sha256_of(frames.tobytes())}\n")
+    (OUT / "video_tiny_motion_fps.sha256").write_text(f"{sha256_of(faster.tobytes())}\n")
+    with open_video(loe) as video:
+        path = [[round(float(v), 3) for v in row] for row in video.header.motion.offsets]
+    return f"""{MOTION_SECTION} (`video_tiny_motion.*`)
+
+`tests/test_golden_video.py` also decodes `video_tiny_motion.loe` (video format {data['format_version']}: blocks
+fitted along a camera path, stored as the `motion` tensor) at the source's and {FPS_FACTOR} times the frame rate
+and compares the decodes' SHA-256 with `video_tiny_motion.sha256` / `video_tiny_motion_fps.sha256`; the file's own
+bytes with `video_tiny_motion.loe.sha256`. Made by `python samples/make_video_golden.py --motion-only`: the
+config above with `motion="global"`, on the same cut but with the crop moving {PAN} pixels right each frame;
+estimated camera path (x, y pixels per frame): {path}; {result.bytes} bytes, mean PSNR {result.psnr:.2f} dB;
+loe-codec {loe_codec.__version__}, torch {torch.__version__}, PyAV {av.__version__}, Python
+{platform.python_version()}, {platform.machine()}.
+"""
+
+
+def write_motion_section(section: str) -> None:
+    readme = OUT / "README.md"
+    head = readme.read_text().partition(f"\n{MOTION_SECTION}")[0].rstrip("\n")
+    readme.write_text(f"{head}\n\n{section}")
+
+
 def main() -> None:
     torch.set_num_threads(1)
+    if "--motion-only" in sys.argv[1:]:
+        write_motion_section(make_motion())
+        return
     OUT.mkdir(exist_ok=True)
     loe = OUT / "video_tiny.loe"
     with_audio = OUT / "video_tiny_audio.loe"
@@ -179,6 +227,7 @@ Regenerate only after a deliberate change to the video format or its decoder, an
     readme = OUT / "README.md"
     head = readme.read_text().partition(f"\n{SECTION}")[0].rstrip("\n")
     readme.write_text(f"{head}\n\n{section}")
+    write_motion_section(make_motion())
     print(f"{loe}: {result.bytes} bytes, {result.blocks} blocks, file sha256 {file_digest}")
 
 

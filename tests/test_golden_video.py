@@ -2,7 +2,8 @@
 
 ``video_tiny.loe`` is video format 4 (made by samples/make_video_golden.py): 4 blocks (2 x 1 tiles x 2 time
 chunks) with time banks and unit masks; ``video_tiny_audio.loe`` (format 5) is the same with a copied AAC
-tone. Nothing here re-encodes.
+tone; ``video_tiny_motion.loe`` (format 6) the same config fitted along a camera path on a panned cut.
+Nothing here re-encodes.
 """
 
 import hashlib
@@ -109,3 +110,32 @@ def test_video_golden_file_with_audio_decodes_its_pictures_and_its_packets(tmp_p
         for name in ("back.mkv", "back.mp4"):
             clip.decode_to_file(tmp_path / name, device="cpu")
             assert _audio_packets(tmp_path / name) == (digest, int(count)), name
+
+
+# --- video format 6: the same config fitted along a camera path (video_tiny_motion.loe) --------------------
+
+MOTION = GOLDEN / f"{NAME}_motion.loe"
+
+
+def test_video_golden_file_with_motion_is_the_committed_one():
+    assert hashlib.sha256(MOTION.read_bytes()).hexdigest() == _expected("_motion.loe"), \
+        f"{MOTION} was modified; golden files are only regenerated on purpose (samples/make_video_golden.py)"
+    assert set(tensor_table(MOTION)) == {f"block.{k}" for k in range(4)} | {"motion"}
+    data = loe_codec.info(MOTION)
+    assert (data["format_version"], data["motion"]) == (6, "global")
+    with loe_codec.open_video(MOTION) as clip:
+        steps = clip.header.motion.offsets.diff(dim=0)
+    assert steps.shape == (FRAMES - 1, 2) and bool((steps[:, 0] > 1.5).all())  # the crop moved 2 px a frame
+
+
+@pytest.mark.parametrize("suffix, fps_factor", [("_motion", 1), ("_motion_fps", 2)])
+def test_video_golden_decode_with_motion_is_unchanged(suffix, fps_factor):
+    with loe_codec.open_video(MOTION) as clip:
+        pixels = clip.decode(device="cpu", fps=clip.fps * fps_factor)
+        part = clip.decode(device="cpu", frames=(2, 5), region=(6, 4, 12, 8))
+    assert pixels.shape == (FRAMES * fps_factor, HEIGHT, WIDTH, 3)
+    assert _digest(pixels) == _expected(suffix), \
+        f"the decode of {MOTION} at {fps_factor}x the frame rate changed; if deliberate, run " \
+        "samples/make_video_golden.py --motion-only"
+    if fps_factor == 1:
+        assert np.array_equal(part, pixels[2:5, 4:12, 6:18])
