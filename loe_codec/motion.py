@@ -4,7 +4,8 @@ A coordinate network pays for every pixel that moves through its block: a slow p
 sharp texture into a function of ``(x, y, t)`` that is sharp along time too. Fed the *scene*
 coordinate of each pixel instead (``q + path[f]`` for pixel ``q`` of frame ``f``), the network sees
 the panned texture hold still. On Big Buck Bunny's top-left 640x360 block at 0.05 bpp the float fit
-gained 1.66 dB so (benchmarks/README.md, "Motion-compensated coordinates").
+gained 1.66 dB so, the whole first 60 frames at 0.03 bpp 1.67 dB (benchmarks/README.md,
+"Motion-compensated coordinates").
 
 :func:`camera_path` estimates the path from the frames (phase correlation, then a robust sub-pixel
 refinement, between consecutive frames); :class:`CameraPath` holds it and gives each block its

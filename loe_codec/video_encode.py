@@ -78,7 +78,8 @@ def video_batches(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig,
 def fit_batch(part: list[Block], targets: list[BlockTarget], config: CodecConfig, device: str,
               progress=None, cache: CachedFits | None = None) -> FittedBatch:
     """Fit a batch of blocks, with their layers' sensitivities and a probe of their voxels
-    (or load it from ``cache``, ``(FitCache, source path, time chunking)``; new fits are stored)."""
+    (or load it from ``cache``, ``(FitCache, source path, key extras)``: :func:`fit_key_extra`; new fits are
+    stored)."""
     key = ""
     if cache is not None:
         store, path, extra = cache
