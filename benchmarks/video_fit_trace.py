@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loe_codec import fit, video  # noqa: E402
 from loe_codec.encode import with_channels  # noqa: E402
-from loe_codec.motion import camera_path  # noqa: E402
+from loe_codec.motion import MOTIONS, camera_path  # noqa: E402
 from loe_codec.video_encode import video_batches  # noqa: E402
 from loe_codec.video_fit import fit_blocks  # noqa: E402
 from loe_codec.video_tiling import SpaceTimeGrid  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("source")
     ap.add_argument("bpp", type=float, help="the rate the blocks are sized for (bits per pixel per frame)")
     ap.add_argument("--preset", default="video-best")
-    ap.add_argument("--motion", choices=("none", "global"), help="fit along the camera path or not (default: "
+    ap.add_argument("--motion", choices=MOTIONS, help="fit along the camera path or not (default: "
                                                                  "the preset's)")
     ap.add_argument("--steps", type=int, help="fit steps (default: the preset's)")
     ap.add_argument("--blocks", help="comma-separated block indices of the first chunk (default: all)")

@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+MOTIONS = ("none", "global")  # what a video's motion may be (VideoConfig.motion, the file's header)
 MAX_SIDE = 1024  # frames are box-downscaled to at most this many pixels a side for the estimate
 REFINE_STEPS = 8  # robust Gauss-Newton steps after the phase correlation
 ROBUST_SCALE = 2.0  # luma levels: residuals beyond this count as outliers (moving objects), weighted down

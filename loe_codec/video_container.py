@@ -2,8 +2,8 @@
 
 Layout (video format version 6, written only for a file whose networks follow a camera path; a file
 without one is written as version 5 where it keeps its source's audio, else as version 4, which lacks
-only the audio and which decoders from before audio read; version 3, read only, has no time banks (every model's banks tile space and time
-alike); version 2, read only, has no unit masks either: its blocks keep every hidden unit; version
+only the audio and which decoders from before audio read; version 3, read only, has no time banks
+(every model's banks tile space and time alike); version 2, read only, has no unit masks either: its blocks keep every hidden unit; version
 1, read only, has no weight references either: see :mod:`loe_codec.reference`):
 
 * ``__metadata__["loe"]``: a JSON header: ``format`` ("loe-codec"), ``kind``
@@ -48,7 +48,7 @@ from .audio import AudioTrack
 from .tileblob import Units, stored_units, unpack_tile, units_prefix_bytes
 from .errors import FormatError
 from .files import atomic_output
-from .motion import CameraPath
+from .motion import MOTIONS, CameraPath
 from .video_tiling import SpaceTimeGrid
 
 VIDEO_FORMAT_VERSION = 6  # the newest version this decoder reads
@@ -191,7 +191,7 @@ class VideoHeader:
             raise FormatError(f"the header's audio ({source.audio!r}) and its audio track do not match "
                               f"(video format {version})")
         motion = d.get("motion", "none")
-        if motion not in ("none", "global") or (motion == "global" and version < FIRST_MOTION_VERSION):
+        if motion not in MOTIONS or (motion == "global" and version < FIRST_MOTION_VERSION):
             raise FormatError(f"unknown motion {motion!r} in the header (video format {version})")
         header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version, audio_track)
         if motion == "global":  # the path itself is a tensor of the file: VideoReader reads it

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 from .config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
 from .errors import UsageError
+from .motion import MOTIONS
 from .tiling import TileGrid
 from .video_container import TimeConfig
-
-
-MOTIONS = ("none", "global")  # what VideoConfig.motion may be
 
 
 @dataclass(frozen=True)
