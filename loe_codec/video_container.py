@@ -35,6 +35,7 @@ import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -154,7 +155,9 @@ class VideoHeader:
         }, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "VideoHeader":
+    def from_json(cls, text: str, camera_path: Callable[[int], CameraPath] | None = None) -> "VideoHeader":
+        """The header in ``text``. Where it says its blocks follow a camera path, ``camera_path(frames)``
+        reads that path (a tensor of the file, not of the header); without it such a header is refused."""
         d = load_header_json(text)
         if d.get("kind") != "video":
             raise FormatError(f"not a video .loe file (its content kind is {d.get('kind')!r})")
@@ -193,9 +196,10 @@ class VideoHeader:
         motion = d.get("motion", "none")
         if motion not in MOTIONS or (motion == "global" and version < FIRST_MOTION_VERSION):
             raise FormatError(f"unknown motion {motion!r} in the header (video format {version})")
-        header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version, audio_track)
-        if motion == "global":  # the path itself is a tensor of the file: VideoReader reads it
-            header.motion = CameraPath(torch.zeros(source.frames, 2))
+        if motion == "global" and camera_path is None:
+            raise FormatError("the header's blocks follow a camera path, which is a tensor of its file")
+        path = camera_path(source.frames) if motion == "global" else None
+        header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version, audio_track, path)
         grid = header.grid
         expected = (grid.space.cols, grid.space.rows, len(grid.time), len(grid), len(grid))
         if (blocks.get("cols"), blocks.get("rows"), blocks.get("chunks"), blocks.get("count"), len(crcs)) != expected:
@@ -262,7 +266,7 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike):
         self.path, self._file, header, keys = open_loe(path)
-        self.header = VideoHeader.from_json(header)
+        self.header = VideoHeader.from_json(header, self._camera_path)
         self.size_bytes = self.path.stat().st_size
         count = len(self.header.grid)
         expected = {f"block.{k}" for k in range(count)}
@@ -274,8 +278,6 @@ class VideoReader:
             raise FormatError(f"{self.path} holds {len(keys)} tensors that do not match its {count} blocks"
                               + (" and its audio" if self.header.audio_track is not None else "")
                               + (" and its camera path" if self.header.motion is not None else ""))
-        if self.header.motion is not None:
-            self.header.motion = self._camera_path()
         for name in expected - {MOTION_TENSOR}:
             sl = self._file.get_slice(name)
             if sl.get_dtype() != "U8" or len(sl.get_shape()) != 1:
@@ -287,11 +289,15 @@ class VideoReader:
     def config(self) -> CodecConfig:
         return self.header.config
 
-    def _camera_path(self) -> CameraPath:
-        sl = self._file.get_slice(MOTION_TENSOR)
-        if sl.get_dtype() != "F32" or list(sl.get_shape()) != [self.header.source.frames, 2]:
+    def _camera_path(self, frames: int) -> CameraPath:
+        """The file's camera path, checked to be a finite float32 ``[frames, 2]`` tensor."""
+        try:
+            sl = self._file.get_slice(MOTION_TENSOR)
+        except Exception:  # a missing tensor: safetensors raises its own error type
+            raise FormatError(f"{self.path}: its header names a camera path, but the file holds none") from None
+        if sl.get_dtype() != "F32" or list(sl.get_shape()) != [frames, 2]:
             raise FormatError(f"{self.path}: its camera path has dtype {sl.get_dtype()} and shape {sl.get_shape()}, "
-                              f"expected F32 [{self.header.source.frames}, 2]")
+                              f"expected F32 [{frames}, 2]")
         try:
             return CameraPath(self._file.get_tensor(MOTION_TENSOR).clone())
         except ValueError as exc:

@@ -14,7 +14,7 @@ from loe_codec.errors import FormatError, UsageError
 from loe_codec.metrics import psnr_from_mse
 from loe_codec.motion import CameraPath, _sample, camera_path, frame_shift, luma
 from loe_codec.video import LoeVideo, VideoConfig, encode_video
-from loe_codec.video_container import MOTION_TENSOR, TimeConfig
+from loe_codec.video_container import MOTION_TENSOR, TimeConfig, VideoHeader
 from loe_codec.video_fit import BlockTarget, _VoxelPool
 from loe_codec.video_render import VideoRenderer
 from loe_codec.videoio import read_video_frames, write_video
@@ -145,6 +145,11 @@ def test_files_with_a_bad_or_missing_path_are_refused(pan_encoded, tmp_path):
     unlisted = rewrite_loe_header(path, tmp_path / "unlisted.loe", lambda h: h.pop("motion"))
     with pytest.raises(FormatError, match="tensors that do not match"):
         LoeVideo(unlisted)
+    with LoeVideo(path) as clip:  # a header alone holds no path: parsed without its file, it is refused
+        text = clip.header.to_json()
+    with pytest.raises(FormatError, match="camera path"):
+        VideoHeader.from_json(text)
+    assert VideoHeader.from_json(text, lambda frames: CameraPath(torch.ones(frames, 2))).motion.offsets.sum() > 0
 
     from safetensors.torch import load_file, save_file
     from safetensors import safe_open
