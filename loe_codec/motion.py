@@ -109,7 +109,11 @@ def frame_shift(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
     """The translation ``s`` (x, y, pixels, float64 ``[2]``) with ``cur(q) ~ prev(q + s)``: the dominant
     (background) motion between two luma frames ``[H, W]``; moving objects are outliers to it."""
     small_prev, k = downscale(prev)
-    small_cur, _ = downscale(cur)
+    return _small_shift(small_prev, downscale(cur)[0], k)
+
+
+def _small_shift(small_prev: np.ndarray, small_cur: np.ndarray, k: int) -> np.ndarray:
+    """:func:`frame_shift` of two frames already downscaled by ``k`` (:func:`downscale`), in full-size pixels."""
     shift = _phase_peak(small_prev, small_cur)
     h, w = small_prev.shape
     if abs(shift[0]) > w / 4 or abs(shift[1]) > h / 4:  # a cut or no common content: no motion to follow
@@ -148,12 +152,12 @@ def camera_path(frames: Iterable[np.ndarray], total: int | None = None,
     for frame in frames:
         if progress is not None:
             progress(len(offsets), total or 0)
-        y = luma(frame)
+        small, k = downscale(luma(frame))  # once per frame: it is the previous frame of the next pair
         if prev is None:
             offsets.append(np.zeros(2))
         else:
-            offsets.append(offsets[-1] + frame_shift(prev, y))
-        prev = y
+            offsets.append(offsets[-1] + _small_shift(prev, small, k))
+        prev = small
     if not offsets:
         raise ValueError("no frames to estimate a camera path from")
     if progress is not None:

@@ -3,8 +3,9 @@
 Layout (video format version 6, written only for a file whose networks follow a camera path; a file
 without one is written as version 5 where it keeps its source's audio, else as version 4, which lacks
 only the audio and which decoders from before audio read; version 3, read only, has no time banks
-(every model's banks tile space and time alike); version 2, read only, has no unit masks either: its blocks keep every hidden unit; version
-1, read only, has no weight references either: see :mod:`loe_codec.reference`):
+(every model's banks tile space and time alike); version 2, read only, has no unit masks either: its
+blocks keep every hidden unit; version 1, read only, has no weight references either: see
+:mod:`loe_codec.reference`):
 
 * ``__metadata__["loe"]``: a JSON header: ``format`` ("loe-codec"), ``kind``
   ("video"), ``version``, the source (width, height, channels, bit depth,
