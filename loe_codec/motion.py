@@ -33,9 +33,12 @@ class CameraPath:
     """Per-frame scene offsets: pixel ``q`` of frame ``f`` shows the scene point ``q + offsets[f]``.
 
     ``offsets``: float32 ``[frames, 2]`` (x, y) in pixels; frame ``f`` sits at time position ``f + 0.5``.
+    ``widens``: every block's domain grows to hold its pixels at their shifts (:meth:`block_domain`);
+    False for video format 6, whose blocks kept the tile's domain.
     """
 
     offsets: torch.Tensor
+    widens: bool = True
 
     def __post_init__(self) -> None:
         if self.offsets.dim() != 2 or self.offsets.shape[1] != 2 or self.offsets.shape[0] < 1:
@@ -64,6 +67,26 @@ class CameraPath:
     def shifts(self, f0: int, f1: int, times: torch.Tensor) -> torch.Tensor:
         """Pixel shifts ``[n, 2]`` (float64) of the block fitted on frames ``[f0, f1)`` at ``times``."""
         return self.at(times) - self.reference(f0, f1)
+
+    def block_domain(self, domain: tuple[float, float, float, float], window: tuple[int, int, int, int],
+                     f0: int, f1: int) -> tuple[float, float, float, float]:
+        """The spatial domain ``(x, y, extent_x, extent_y)`` of the block fitted on frames ``[f0, f1)`` whose
+        tile has the domain ``domain`` and the fit window ``window`` ``(x, y, w, h)``: grown where the
+        window's pixels, shifted over those frames, leave it.
+
+        A coordinate past the domain's edge would alias: the positional encoding and the bank grid are
+        periodic over the domain, so a pixel shifted out on the left would share its features with the
+        right edge's (Big Buck Bunny's first 60 frames shift up to 21 pixels around their mean; inside
+        the frame a tile's window fills its domain, at the frame's edges the margin leaves some room)."""
+        if not self.widens:
+            return domain
+        s = self.shifts(f0, f1, torch.arange(f0, f1, dtype=torch.float64) + 0.5)
+        low, high = s.min(dim=0).values.tolist(), s.max(dim=0).values.tolist()
+        dx, dy, ex, ey = domain
+        x0, y0 = min(dx, window[0] + low[0]), min(dy, window[1] + low[1])
+        x1 = max(dx + ex, window[0] + window[2] + high[0])
+        y1 = max(dy + ey, window[1] + window[3] + high[1])
+        return (x0, y0, x1 - x0, y1 - y0)
 
 
 def luma(frame: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The `.loe` container for video: one safetensors file of kind ``"video"``.
 
-Layout (video format version 6, written only for a file whose networks follow a camera path; a file
+Layout (video format version 7, written only for a file whose networks follow a camera path; a file
 without one is written as version 5 where it keeps its source's audio, else as version 4, which lacks
-only the audio and which decoders from before audio read; version 3, read only, has no time banks
+only the audio and which decoders from before audio read; version 6, read only, stores the camera path
+as float32; version 3, read only, has no time banks
 (every model's banks tile space and time alike); version 2, read only, has no unit masks either: its
 blocks keep every hidden unit; version 1, read only, has no weight references either: see
 :mod:`loe_codec.reference`):
@@ -20,9 +21,10 @@ blocks keep every hidden unit; version 1, read only, has no weight references ei
   :func:`loe_codec.tileblob.unpack_tile`. Blobs are opaque and may differ in size.
 * version 5 with audio ``"copied"``: one ``uint8`` tensor ``audio``, the source's first audio
   stream stream-copied into a Matroska file (:mod:`loe_codec.audio`).
-* version 6 with ``"motion": "global"`` in the header: one ``float32`` tensor ``motion``
-  ``[frames, 2]``, the camera path (:class:`loe_codec.motion.CameraPath`): every block network is
-  evaluated at its pixels shifted by it.
+* version 7 with ``"motion": "global"`` in the header: one ``uint8`` tensor ``motion``, the camera path
+  (:class:`loe_codec.motion.CameraPath`) range-coded on a 1/16-pixel grid (:mod:`loe_codec.path_coding`),
+  and ``"motion_crc32"`` in the header, its CRC-32: every block network is evaluated at its pixels shifted
+  by the path. Version 6 (read only) held the path as one ``float32`` tensor ``motion`` ``[frames, 2]``.
 
 A decoder opens the file lazily and reads only the blocks a request touches.
 """
@@ -51,15 +53,17 @@ from .tileblob import Units, stored_units, unpack_tile, units_prefix_bytes
 from .errors import FormatError
 from .files import atomic_output
 from .motion import MOTIONS, CameraPath
+from .path_coding import on_grid, pack_path, unpack_path
 from .video_tiling import SpaceTimeGrid
 
-VIDEO_FORMAT_VERSION = 6  # the newest version this decoder reads
+VIDEO_FORMAT_VERSION = 7  # the newest version this decoder reads
 NO_AUDIO_VERSION = 4  # what a file without audio is written as
 FIRST_AUDIO_VERSION = 5  # files may keep their source's audio (the ``audio`` tensor) from here on
 FIRST_REFERENCE_VERSION = 2  # video blocks code weights against a reference from here on
 FIRST_UNITS_VERSION = 3  # video blocks may drop hidden units (QuantConfig.unit_ladder) from here on
 FIRST_TIME_BANKS_VERSION = 4  # models may count their banks along time apart (ModelConfig.time_banks)
 FIRST_MOTION_VERSION = 6  # blocks may follow a camera path (the ``motion`` tensor) from here on
+CODED_PATH_VERSION = 7  # the camera path is range-coded (loe_codec.path_coding) from here on
 MAX_FRAMES = 1 << 24
 AUDIO_TENSOR = "audio"
 MOTION_TENSOR = "motion"
@@ -123,10 +127,16 @@ class VideoHeader:
                                    source=dataclasses.replace(self.source, audio="copied"))
 
     def with_motion(self, path: CameraPath) -> "VideoHeader":
-        """This header for a file whose blocks follow the camera ``path``, at the version it needs."""
+        """This header for a file whose blocks follow the camera ``path`` as the file stores it (rounded onto
+        :data:`loe_codec.path_coding.PATH_STEP`: fit the blocks along *this* header's path), at the version
+        it needs."""
         if path.frames != self.source.frames:
             raise ValueError(f"a camera path of {path.frames} frames for a video of {self.source.frames}")
-        return dataclasses.replace(self, motion=path, version=max(self.version, FIRST_MOTION_VERSION))
+        return dataclasses.replace(self, motion=on_grid(path), version=max(self.version, CODED_PATH_VERSION))
+
+    def motion_blob(self) -> np.ndarray | None:
+        """The ``motion`` tensor a file written with this header holds: its coded path; None without one."""
+        return None if self.motion is None else pack_path(self.motion)
 
     @property
     def grid(self) -> SpaceTimeGrid:
@@ -153,12 +163,16 @@ class VideoHeader:
             "encoder": self.encoder,
             **({"audio_track": self.audio_track} if self.audio_track is not None else {}),
             **({"motion": "global"} if self.motion is not None else {}),
+            **({"motion_crc32": zlib.crc32(self.motion_blob().tobytes())}
+               if self.motion is not None and self.version >= CODED_PATH_VERSION else {}),
         }, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str, camera_path: Callable[[int], CameraPath] | None = None) -> "VideoHeader":
-        """The header in ``text``. Where it says its blocks follow a camera path, ``camera_path(frames)``
-        reads that path (a tensor of the file, not of the header); without it such a header is refused."""
+    def from_json(cls, text: str, camera_path: Callable[[int, int | None], CameraPath] | None = None
+                  ) -> "VideoHeader":
+        """The header in ``text``. Where it says its blocks follow a camera path, ``camera_path(frames, crc)``
+        reads that path (a tensor of the file, not of the header; ``crc``: the CRC-32 the header gives its
+        coded path, None for version 6's float32 one); without it such a header is refused."""
         d = load_header_json(text)
         if d.get("kind") != "video":
             raise FormatError(f"not a video .loe file (its content kind is {d.get('kind')!r})")
@@ -177,6 +191,7 @@ class VideoHeader:
             audio_track = d.get("audio_track")
             if audio_track is not None:
                 audio_track = dict(audio_track)
+            path_crc = int(d["motion_crc32"]) if version >= CODED_PATH_VERSION and "motion" in d else None
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"invalid video header: {exc}") from None
         if not (0 < source.width <= MAX_SIDE and 0 < source.height <= MAX_SIDE and 0 < source.frames <= MAX_FRAMES
@@ -199,7 +214,7 @@ class VideoHeader:
             raise FormatError(f"unknown motion {motion!r} in the header (video format {version})")
         if motion == "global" and camera_path is None:
             raise FormatError("the header's blocks follow a camera path, which is a tensor of its file")
-        path = camera_path(source.frames) if motion == "global" else None
+        path = camera_path(source.frames, path_crc) if motion == "global" else None
         header = cls(source, config, time, crcs, stats, str(d.get("encoder", "")), version, audio_track, path)
         grid = header.grid
         expected = (grid.space.cols, grid.space.rows, len(grid.time), len(grid), len(grid))
@@ -230,12 +245,12 @@ def write_video_codec(path: str | os.PathLike, header: VideoHeader, blobs: list[
     if (audio is None) != (header.audio_track is None) or (
             audio is not None and (len(audio) != header.audio_track["bytes"] or header.version < FIRST_AUDIO_VERSION)):
         raise ValueError("the audio bytes must match the header's audio track (VideoHeader.with_audio)")
-    if header.motion is not None and header.version < FIRST_MOTION_VERSION:
-        raise ValueError("a camera path needs video format 6 (VideoHeader.with_motion)")
+    if header.motion is not None and header.version < CODED_PATH_VERSION:
+        raise ValueError("a camera path needs video format 7 (VideoHeader.with_motion)")
     header.block_crc32 = [zlib.crc32(b.numpy().tobytes()) for b in blobs]
     tensors = {f"block.{k}": b.contiguous() for k, b in enumerate(blobs)}
     if header.motion is not None:
-        tensors[MOTION_TENSOR] = header.motion.offsets.float().contiguous()
+        tensors[MOTION_TENSOR] = torch.from_numpy(header.motion_blob())
     if audio is not None:
         tensors[AUDIO_TENSOR] = torch.frombuffer(bytearray(audio), dtype=torch.uint8)
     with atomic_output(path) as tmp:
@@ -255,7 +270,7 @@ def video_overhead_bytes(header: VideoHeader, blob_bytes: int) -> int:
         audio = int(header.audio_track["bytes"])
         tensors[AUDIO_TENSOR] = torch.zeros(audio, dtype=torch.uint8)
     if header.motion is not None:  # the path counts as overhead
-        tensors[MOTION_TENSOR] = torch.zeros(header.source.frames, 2)
+        tensors[MOTION_TENSOR] = torch.from_numpy(header.motion_blob())
     return len(save(tensors, metadata={METADATA_KEY: header.to_json()})) - count * size - audio
 
 
@@ -290,17 +305,29 @@ class VideoReader:
     def config(self) -> CodecConfig:
         return self.header.config
 
-    def _camera_path(self, frames: int) -> CameraPath:
-        """The file's camera path, checked to be a finite float32 ``[frames, 2]`` tensor."""
+    def _camera_path(self, frames: int, crc: int | None) -> CameraPath:
+        """The file's camera path: its coded ``uint8`` tensor, checked against the header's CRC-32 ``crc``
+        (version 7), or (``crc`` None: version 6) a finite float32 ``[frames, 2]`` tensor."""
         try:
             sl = self._file.get_slice(MOTION_TENSOR)
         except Exception:  # a missing tensor: safetensors raises its own error type
             raise FormatError(f"{self.path}: its header names a camera path, but the file holds none") from None
-        if sl.get_dtype() != "F32" or list(sl.get_shape()) != [frames, 2]:
+        dtype, shape = sl.get_dtype(), list(sl.get_shape())
+        odd = (dtype, shape) != ("F32", [frames, 2]) if crc is None else (dtype != "U8" or len(shape) != 1)
+        if odd:
             raise FormatError(f"{self.path}: its camera path has dtype {sl.get_dtype()} and shape {sl.get_shape()}, "
-                              f"expected F32 [{frames}, 2]")
+                              f"expected " + (f"F32 [{frames}, 2]" if crc is None else "a 1-D U8 blob"))
+        stored = self._file.get_tensor(MOTION_TENSOR)
+        if crc is not None:
+            blob = stored.numpy()
+            if zlib.crc32(blob.tobytes()) != crc:
+                raise FormatError(f"{self.path}: its camera path is corrupted (checksum mismatch)")
+            try:
+                return unpack_path(blob, frames)
+            except FormatError as exc:
+                raise FormatError(f"{self.path}: {exc}") from None
         try:
-            return CameraPath(self._file.get_tensor(MOTION_TENSOR).clone())
+            return CameraPath(stored.clone(), widens=False)
         except ValueError as exc:
             raise FormatError(f"{self.path}: invalid camera path ({exc})") from None
 

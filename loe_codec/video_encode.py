@@ -45,10 +45,12 @@ MEASURED_STATS = ("psnr", "psnr_min_frame", "psnr_chunk_borders", "psnr_chunk_in
 def block_target(frames: torch.Tensor, first_frame: int, grid: SpaceTimeGrid, block: Block,
                  seed: int, path: CameraPath | None = None) -> BlockTarget:
     """Fit target of one block; ``frames`` ``[n, H, W, C]`` holds the chunk's window from ``first_frame``;
-    with a camera ``path`` each frame's pixels are shifted by the path (:meth:`CameraPath.shifts`)."""
+    with a camera ``path`` each frame's pixels are shifted by the path (:meth:`CameraPath.shifts`) and the
+    domain grown to hold them (:meth:`CameraPath.block_domain`)."""
     wx, wy, ww, wh = grid.space.window(block.tile)
-    dx, dy, ex, ey = grid.space.domain(block.tile)
     f0, f1 = grid.time.window(block.chunk)
+    dx, dy, ex, ey = grid.space.domain(block.tile) if path is None else path.block_domain(
+        grid.space.domain(block.tile), (wx, wy, ww, wh), f0, f1)
     t0, te = grid.time.domain(block.chunk)
     voxels = frames[f0 - first_frame:f1 - first_frame, wy:wy + wh, wx:wx + ww].contiguous()
     shift = None if path is None else path.shifts(f0, f1, torch.arange(f0, f1, dtype=torch.float64) + 0.5).float()

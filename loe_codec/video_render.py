@@ -87,13 +87,15 @@ class VideoRenderer:
             # Without a camera path a block is one grid of samples; with one, a grid per frame, its x and y
             # axes shifted by that frame's offset.
             spans = [(frames, None)]
+            fitted = grid.time.window(chunk)
             if self.motion is not None and frames.stop > frames.start:
-                shifts = self.motion.shifts(*grid.time.window(chunk), times[frames])
+                shifts = self.motion.shifts(*fitted, times[frames])
                 spans = [(slice(f, f + 1), shifts[f - frames.start]) for f in range(frames.start, frames.stop)]
             for t in tiles:
                 wx, wy = grid.space.weight_x(t, xs), grid.space.weight_y(t, ys)
                 cols, rows = support(wx), support(wy)
-                dx, dy, ex, ey = grid.space.domain(t)
+                dx, dy, ex, ey = grid.space.domain(t) if self.motion is None else self.motion.block_domain(
+                    grid.space.domain(t), grid.space.window(t), *fitted)
                 local = len(blocks)
                 for span, shift in spans:
                     sx, sy = (0.0, 0.0) if shift is None else (float(shift[0]), float(shift[1]))

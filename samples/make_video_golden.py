@@ -15,14 +15,15 @@ Encodes a 24x16 crop of the first 6 frames of ``carphone_12f.mp4`` with a tiny e
   them, so the same blocks and the copied audio; ``golden/video_tiny_audio.loe.sha256``: SHA-256 of its bytes;
   ``golden/video_tiny_audio_packets.sha256``: SHA-256 of its audio packets' bytes, in order (what a decode
   writes back),
-* ``golden/video_tiny_motion.loe`` (video format 6; committed): the same config fitted along a camera path
-  (``motion="global"``) on a panned cut of the source (the crop moves PAN pixels right each frame);
-  ``.loe.sha256``: its bytes' SHA-256; ``golden/video_tiny_motion.sha256`` / ``_fps.sha256``: SHA-256 of its
-  decode at the source's / twice the frame rate (the path interpolated between frames),
+* ``golden/video_tiny_path.loe`` (video format 7; committed): the same config fitted along a camera path
+  (``motion="global"``, the path range-coded) on a panned cut of the source (the crop moves PAN pixels right
+  each frame); ``.loe.sha256``: its bytes' SHA-256; ``golden/video_tiny_path.sha256`` / ``_fps.sha256``:
+  SHA-256 of its decode at the source's / twice the frame rate (the path interpolated between frames),
 * ``golden/README.md``'s video sections, which say how the files were made.
 
-``python samples/make_video_golden.py --motion-only`` makes the format-6 files (and their README section) alone,
-leaving the others as they are.
+``python samples/make_video_golden.py --motion-only`` makes the format-7 files (and their README section) alone,
+leaving the others as they are. ``golden/video_tiny_motion.*`` (video format 6, its path stored as float32) is
+frozen: made by this script's ``--motion-only`` at commit 7e7593b, the last that wrote format 6.
 
 Only regenerate on purpose, after a deliberate change to the video format or its decoder: the point of the
 golden test is to catch silent changes. The test never re-encodes.
@@ -68,8 +69,8 @@ CONFIG = VideoConfig(
     TimeConfig(chunk=4, margin=1),
 )
 FPS_FACTOR = 2
-PAN = 2  # pixels the crop of the format-6 file moves right each frame
-MOTION_SECTION = "## Video format 6"  # its README section, after the video format 4 one
+PAN = 2  # pixels the crop of the file fitted along a camera path moves right each frame
+MOTION_SECTION = "## Video format 7"  # its README section, after the video format 4 one and the frozen format 6 one
 
 AUDIO_RATE = 8000
 TONE_HZ = 440
@@ -120,8 +121,8 @@ def audio_packets_digest(path: Path) -> tuple[str, int]:
 
 
 def make_motion() -> str:
-    """Write the format-6 golden files (fitted along a camera path); returns their README section."""
-    loe = OUT / "video_tiny_motion.loe"
+    """Write the format-7 golden files (fitted along a camera path); returns their README section."""
+    loe = OUT / "video_tiny_path.loe"
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "pan.mkv"
         cut_source(clip, pan=PAN)
@@ -129,34 +130,42 @@ def make_motion() -> str:
     loe.chmod(0o644)
     frames, faster = decodes(loe)
     data = loe_codec.info(loe)
-    (OUT / "video_tiny_motion.loe.sha256").write_text(f"{sha256_of(loe.read_bytes())}\n")
-    (OUT / "video_tiny_motion.sha256").write_text(f"{sha256_of(frames.tobytes())}\n")
-    (OUT / "video_tiny_motion_fps.sha256").write_text(f"{sha256_of(faster.tobytes())}\n")
+    (OUT / "video_tiny_path.loe.sha256").write_text(f"{sha256_of(loe.read_bytes())}\n")
+    (OUT / "video_tiny_path.sha256").write_text(f"{sha256_of(frames.tobytes())}\n")
+    (OUT / "video_tiny_path_fps.sha256").write_text(f"{sha256_of(faster.tobytes())}\n")
     with open_video(loe) as video:
-        path = [[round(float(v), 3) for v in row] for row in video.header.motion.offsets]
-    return f"""{MOTION_SECTION} (`video_tiny_motion.*`)
+        path = [[float(v) for v in row] for row in video.header.motion.offsets]
+        coded = video.reader._file.get_slice("motion").get_shape()[0]
+    return f"""{MOTION_SECTION} (`video_tiny_path.*`)
 
-`tests/test_golden_video.py` also decodes `video_tiny_motion.loe` (video format {data['format_version']}: blocks
-fitted along a camera path, stored as the `motion` tensor) at the source's and {FPS_FACTOR} times the frame rate
-and compares the decodes' SHA-256 with `video_tiny_motion.sha256` / `video_tiny_motion_fps.sha256`; the file's own
-bytes with `video_tiny_motion.loe.sha256`. Made by `python samples/make_video_golden.py --motion-only`: the
-config above with `motion="global"`, on the same cut but with the crop moving {PAN} pixels right each frame;
-estimated camera path (x, y pixels per frame): {path}; {result.bytes} bytes, mean PSNR {result.psnr:.2f} dB;
+`tests/test_golden_video.py` also decodes `video_tiny_path.loe` (video format {data['format_version']}: blocks
+fitted along a camera path, their domains grown to hold the shifted pixels; the path stored range-coded on a
+1/16-pixel grid as the `motion` tensor, {coded} bytes) at
+the source's and {FPS_FACTOR} times the frame rate and compares the decodes' SHA-256 with `video_tiny_path.sha256` /
+`video_tiny_path_fps.sha256`; the file's own bytes with `video_tiny_path.loe.sha256`. Made by
+`python samples/make_video_golden.py --motion-only`: the config above with `motion="global"`, on the same cut but
+with the crop moving {PAN} pixels right each frame; the stored camera path (x, y pixels per frame): {path};
+{result.bytes} bytes, mean PSNR {result.psnr:.2f} dB;
 loe-codec {loe_codec.__version__}, torch {torch.__version__}, PyAV {av.__version__}, Python
 {platform.python_version()}, {platform.machine()}.
 """
 
 
-def write_motion_section(section: str) -> None:
+def write_section(heading: str, section: str) -> None:
+    """Replace the README section that starts with ``heading`` (up to the next ``## `` heading) by
+    ``section``, or append it."""
     readme = OUT / "README.md"
-    head = readme.read_text().partition(f"\n{MOTION_SECTION}")[0].rstrip("\n")
-    readme.write_text(f"{head}\n\n{section}")
+    text = readme.read_text() if readme.exists() else ""
+    head, found, rest = text.partition(f"\n{heading}")
+    tail = rest.partition("\n## ")
+    after = f"\n## {tail[2]}" if found and tail[1] else ""
+    readme.write_text(f"{head.rstrip(chr(10))}\n\n{section.rstrip(chr(10))}\n{after}")
 
 
 def main() -> None:
     torch.set_num_threads(1)
     if "--motion-only" in sys.argv[1:]:
-        write_motion_section(make_motion())
+        write_section(MOTION_SECTION, make_motion())
         return
     OUT.mkdir(exist_ok=True)
     loe = OUT / "video_tiny.loe"
@@ -224,10 +233,8 @@ Made by `python samples/make_video_golden.py`:
 
 Regenerate only after a deliberate change to the video format or its decoder, and say so in the commit.
 """
-    readme = OUT / "README.md"
-    head = readme.read_text().partition(f"\n{SECTION}")[0].rstrip("\n")
-    readme.write_text(f"{head}\n\n{section}")
-    write_motion_section(make_motion())
+    write_section(f"{SECTION} 4", section)
+    write_section(MOTION_SECTION, make_motion())
     print(f"{loe}: {result.bytes} bytes, {result.blocks} blocks, file sha256 {file_digest}")
 
 

@@ -2,7 +2,8 @@
 
 ``video_tiny.loe`` is video format 4 (made by samples/make_video_golden.py): 4 blocks (2 x 1 tiles x 2 time
 chunks) with time banks and unit masks; ``video_tiny_audio.loe`` (format 5) is the same with a copied AAC
-tone; ``video_tiny_motion.loe`` (format 6) the same config fitted along a camera path on a panned cut.
+tone; ``video_tiny_motion.loe`` (format 6, frozen) the same config fitted along a camera path on a panned cut,
+``video_tiny_path.loe`` (format 7) the same with the path range-coded.
 Nothing here re-encodes.
 """
 
@@ -112,30 +113,39 @@ def test_video_golden_file_with_audio_decodes_its_pictures_and_its_packets(tmp_p
             assert _audio_packets(tmp_path / name) == (digest, int(count)), name
 
 
-# --- video format 6: the same config fitted along a camera path (video_tiny_motion.loe) --------------------
+# --- fitted along a camera path: video format 6 (video_tiny_motion.loe, the path as float32, frozen) and
+# video format 7 (video_tiny_path.loe, the path range-coded, the blocks' domains grown to hold it) -----------
 
 MOTION = GOLDEN / f"{NAME}_motion.loe"
+PATH = GOLDEN / f"{NAME}_path.loe"
+ALONG_A_PATH = [(MOTION, "_motion", 6), (PATH, "_path", 7)]
 
 
-def test_video_golden_file_with_motion_is_the_committed_one():
-    assert hashlib.sha256(MOTION.read_bytes()).hexdigest() == _expected("_motion.loe"), \
-        f"{MOTION} was modified; golden files are only regenerated on purpose (samples/make_video_golden.py)"
-    assert set(tensor_table(MOTION)) == {f"block.{k}" for k in range(4)} | {"motion"}
-    data = loe_codec.info(MOTION)
-    assert (data["format_version"], data["motion"]) == (6, "global")
-    with loe_codec.open_video(MOTION) as clip:
-        steps = clip.header.motion.offsets.diff(dim=0)
+@pytest.mark.parametrize("loe, suffix, version", ALONG_A_PATH)
+def test_video_golden_file_along_a_path_is_the_committed_one(loe, suffix, version):
+    assert hashlib.sha256(loe.read_bytes()).hexdigest() == _expected(f"{suffix}.loe"), \
+        f"{loe} was modified; golden files are only regenerated on purpose (samples/make_video_golden.py)"
+    assert set(tensor_table(loe)) == {f"block.{k}" for k in range(4)} | {"motion"}
+    data = loe_codec.info(loe)
+    assert (data["format_version"], data["motion"]) == (version, "global")
+    with loe_codec.open_video(loe) as clip:
+        offsets = clip.header.motion.offsets
+        assert clip.header.motion.widens == (version >= 7)
+    steps = offsets.diff(dim=0)
     assert steps.shape == (FRAMES - 1, 2) and bool((steps[:, 0] > 1.5).all())  # the crop moved 2 px a frame
+    if version >= 7:
+        assert bool((offsets * 16 == (offsets * 16).round()).all())  # on the 1/16-pixel grid
 
 
-@pytest.mark.parametrize("suffix, fps_factor", [("_motion", 1), ("_motion_fps", 2)])
-def test_video_golden_decode_with_motion_is_unchanged(suffix, fps_factor):
-    with loe_codec.open_video(MOTION) as clip:
+@pytest.mark.parametrize("loe, suffix, version", ALONG_A_PATH)
+@pytest.mark.parametrize("fps_factor", [1, 2])
+def test_video_golden_decode_along_a_path_is_unchanged(loe, suffix, version, fps_factor):
+    with loe_codec.open_video(loe) as clip:
         pixels = clip.decode(device="cpu", fps=clip.fps * fps_factor)
         part = clip.decode(device="cpu", frames=(2, 5), region=(6, 4, 12, 8))
     assert pixels.shape == (FRAMES * fps_factor, HEIGHT, WIDTH, 3)
-    assert _digest(pixels) == _expected(suffix), \
-        f"the decode of {MOTION} at {fps_factor}x the frame rate changed; if deliberate, run " \
-        "samples/make_video_golden.py --motion-only"
+    assert _digest(pixels) == _expected(suffix + ("_fps" if fps_factor == 2 else "")), \
+        f"the decode of {loe} at {fps_factor}x the frame rate changed; if deliberate, run " \
+        "samples/make_video_golden.py --motion-only (format 7; format 6 is frozen)"
     if fps_factor == 1:
         assert np.array_equal(part, pixels[2:5, 4:12, 6:18])

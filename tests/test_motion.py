@@ -13,6 +13,7 @@ from loe_codec.decode import TileCache
 from loe_codec.errors import FormatError, UsageError
 from loe_codec.metrics import psnr_from_mse
 from loe_codec.motion import CameraPath, _sample, camera_path, frame_shift, luma
+from loe_codec.path_coding import PATH_STEP, on_grid
 from loe_codec.video import LoeVideo, VideoConfig, encode_video
 from loe_codec.video_container import MOTION_TENSOR, TimeConfig, VideoHeader
 from loe_codec.video_fit import BlockTarget, _VoxelPool
@@ -82,6 +83,31 @@ def test_camera_path_interpolates_and_centres_each_block():
         CameraPath(torch.tensor([[0.0, float("nan")]]))
 
 
+def test_block_domains_grow_to_hold_the_shifted_pixels():
+    path = CameraPath(torch.tensor([[0.0, 0.0], [2.0, -1.0], [4.0, -2.0], [10.0, 0.0]]))
+    # frames 0-2: mean (2, -1), shifts x -2..+2, y -1..+1; frames 1-3: mean (16/3, -1), x -10/3..+14/3, y -1..+1
+    inner = ((-4.0, -4.0, 48.0, 40.0), (-4, -4, 48, 40))  # a tile inside the frame: the window is the domain
+    assert path.block_domain(*inner, 0, 3) == pytest.approx((-6.0, -5.0, 52.0, 42.0))
+    assert path.block_domain(*inner, 1, 4) == pytest.approx((-4 - 10 / 3, -5.0, 56.0, 42.0))
+    edge = ((-4.0, -4.0, 48.0, 40.0), (0, 0, 44, 36))  # at the frame's top left: 4 pixels of margin outside it
+    assert path.block_domain(*edge, 0, 3) == pytest.approx((-4.0, -4.0, 50.0, 41.0))  # grown on the right only
+    assert path.block_domain(*edge, 1, 4) == pytest.approx((-4.0, -4.0, 52 + 2 / 3, 41.0))
+    assert CameraPath(torch.zeros(4, 2)).block_domain(*inner, 0, 4) == (-4.0, -4.0, 48.0, 40.0)
+    assert CameraPath(path.offsets, widens=False).block_domain(*inner, 0, 3) == (-4.0, -4.0, 48.0, 40.0)
+
+
+def test_every_shifted_sample_lies_in_its_block_domain(pan_clip):
+    from loe_codec.video_encode import block_target
+    from loe_codec.video_tiling import SpaceTimeGrid
+
+    frames = torch.from_numpy(read_video_frames(pan_clip))
+    grid = SpaceTimeGrid.of(W, H, FRAMES, 24, 2, 8, 0)  # 2 x 2 tiles with 2-pixel margins
+    path = camera_path(frames.numpy())
+    targets = [block_target(frames, 0, grid, b, 0, path) for b in grid.blocks_of_chunk(grid.time.chunks()[0])]
+    _, coords, _ = _VoxelPool(targets, torch.device("cpu")).sample(4000, torch.Generator().manual_seed(0))
+    assert float(coords.min()) >= 0 and float(coords.max()) <= 1
+
+
 def test_voxel_pool_shifts_each_frame_by_the_path():
     voxels = torch.zeros(3, 4, 5, 3, dtype=torch.uint8)
     shift = torch.tensor([[1.0, -2.0], [0.0, 0.0], [-3.0, 4.0]])
@@ -108,8 +134,11 @@ def test_encode_stores_the_path_and_decodes_along_it(pan_clip, pan_encoded):
     path, result = pan_encoded
     source = read_video_frames(pan_clip)
     with LoeVideo(path) as clip:
-        assert clip.header.version == 6 and clip.info()["motion"] == "global"
-        assert torch.allclose(clip.header.motion.offsets, camera_path(source).offsets)
+        assert clip.header.version == 7 and clip.info()["motion"] == "global"
+        # the estimated path rounded onto the stored grid (at most half a step off), as the blocks were fitted
+        assert torch.equal(clip.header.motion.offsets, on_grid(camera_path(source)).offsets)
+        assert (clip.header.motion.offsets - camera_path(source).offsets).abs().max() <= PATH_STEP / 2
+        assert clip.reader._file.get_slice(MOTION_TENSOR).get_dtype() == "U8"
         full = clip.decode(device="cpu")
         crop = clip.decode(device="cpu", frames=(2, 7), region=(5, 3, 30, 20))
         assert np.array_equal(crop, full[2:7, 3:23, 5:35])
@@ -147,9 +176,13 @@ def test_files_with_a_bad_or_missing_path_are_refused(pan_encoded, tmp_path):
         LoeVideo(unlisted)
     with LoeVideo(path) as clip:  # a header alone holds no path: parsed without its file, it is refused
         text = clip.header.to_json()
+        stored = clip.header.motion.offsets
     with pytest.raises(FormatError, match="camera path"):
         VideoHeader.from_json(text)
-    assert VideoHeader.from_json(text, lambda frames: CameraPath(torch.ones(frames, 2))).motion.offsets.sum() > 0
+    assert VideoHeader.from_json(text, lambda frames, crc: CameraPath(torch.ones(frames, 2))).motion.offsets.sum() > 0
+    no_crc = rewrite_loe_header(path, tmp_path / "no_crc.loe", lambda h: h.pop("motion_crc32"))
+    with pytest.raises(FormatError, match="motion_crc32"):
+        LoeVideo(no_crc)
 
     from safetensors.torch import load_file, save_file
     from safetensors import safe_open
@@ -159,11 +192,28 @@ def test_files_with_a_bad_or_missing_path_are_refused(pan_encoded, tmp_path):
     save_file({k: v for k, v in tensors.items() if k != MOTION_TENSOR}, str(tmp_path / "lost.loe"), metadata=meta)
     with pytest.raises(FormatError, match="camera path"):
         LoeVideo(tmp_path / "lost.loe")
-    for name, bad in (("short", tensors[MOTION_TENSOR][:-1]), ("half", tensors[MOTION_TENSOR].half()),
-                      ("nan", torch.full_like(tensors[MOTION_TENSOR], float("nan")))):
+    coded = tensors[MOTION_TENSOR]
+    flipped = coded.clone()
+    flipped[-1] ^= 1
+    for name, bad in (("flipped", flipped), ("short", coded[:-1]), ("float", stored)):
         save_file({**tensors, MOTION_TENSOR: bad.contiguous()}, str(tmp_path / f"{name}.loe"), metadata=meta)
         with pytest.raises(FormatError, match="camera path"):
             LoeVideo(tmp_path / f"{name}.loe")
+
+    # Video format 6 (read only) held the path as float32 [frames, 2] and no CRC: the same file so decodes alike.
+    def as_v6(h: dict) -> None:
+        h.update(version=6)
+        h.pop("motion_crc32")
+    save_file({**tensors, MOTION_TENSOR: stored.contiguous()}, str(tmp_path / "v6.loe"), metadata=meta)
+    v6 = rewrite_loe_header(tmp_path / "v6.loe", tmp_path / "v6h.loe", as_v6)
+    with LoeVideo(v6) as old:  # its blocks keep their tiles' domains (the golden format-6 file guards its decode)
+        assert old.header.version == 6 and torch.equal(old.header.motion.offsets, stored)
+        assert not old.header.motion.widens and old.decode(device="cpu").shape == (FRAMES, H, W, 3)
+    for name, bad in (("short", stored[:-1]), ("half", stored.half()), ("nan", torch.full_like(stored, float("nan"))),
+                      ("coded", coded)):
+        save_file({**tensors, MOTION_TENSOR: bad.contiguous()}, str(tmp_path / f"v6{name}.loe"), metadata=meta)
+        with pytest.raises(FormatError, match="camera path"):
+            LoeVideo(rewrite_loe_header(tmp_path / f"v6{name}.loe", tmp_path / f"v6{name}h.loe", as_v6))
 
 
 def test_cli_motion_option(pan_clip, tmp_path):
@@ -177,7 +227,7 @@ def test_cli_motion_option(pan_clip, tmp_path):
     r = runner.invoke(app, ["encode", str(pan_clip), "-o", str(out), "--motion", "global", *fast])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["info", str(out)])
-    assert r.exit_code == 0 and "motion global" in r.stdout and "format v6" in r.stdout, r.output
+    assert r.exit_code == 0 and "motion global" in r.stdout and "format v7" in r.stdout, r.output
     r = runner.invoke(app, ["encode", str(pan_clip), "-o", str(tmp_path / "bad.loe"), "--motion", "affine", *fast])
     assert r.exit_code == 2 and r.stderr.strip().startswith("error:") and "motion" in r.stderr, r.output
     assert not (tmp_path / "bad.loe").exists()
