@@ -185,7 +185,8 @@ def encode(
     motion: Optional[str] = typer.Option(
         None, "--motion", help="Video only: 'global' estimates the camera's pan (one shift per frame, stored in the "
                                "file) and fits the blocks along it, so a panned scene holds still for the networks; "
-                               "'none' does not. Default: the preset's."),
+                               "'none' does not; 'auto' follows the pan where a block's frames move 8 pixels or "
+                               "more (a pan, not a shaking hand). Default: the preset's."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:

@@ -44,7 +44,8 @@ def encode(source: Path, output: Path, preset: Optional[str], steps, tile, seed,
     psnr = f"{result.psnr:.2f} dB (mean per frame)" if result.psnr is not None else "not measured"
     sound = f" (audio copied: {result.audio_bytes} of them)" if result.audio == "copied" else ""
     return vars(result), (f"{result.path}: {result.bytes} bytes{sound}, {result.bpp:.4f} bpp (per pixel per frame), "
-                          f"PSNR {psnr}, {result.frames} frames at {result.fps:.3f} fps, {result.blocks} blocks, "
+                          f"PSNR {psnr}, {result.frames} frames at {result.fps:.3f} fps, {result.blocks} blocks"
+                          f"{' along the camera path' if result.motion == 'global' else ''}, "
                           f"{result.seconds:.1f} s")
 
 

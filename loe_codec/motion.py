@@ -21,7 +21,9 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-MOTIONS = ("none", "global")  # what a video's motion may be (VideoConfig.motion, the file's header)
+MOTIONS = ("none", "global")  # what a file's header may say its blocks follow
+MOTION_CHOICES = ("none", "global", "auto")  # what an encode may ask for (VideoConfig.motion)
+PAN_PIXELS = 8.0  # "auto" follows the path where a block's frames shift this far from their mean, or farther
 MAX_SIDE = 1024  # frames are box-downscaled to at most this many pixels a side for the estimate
 REFINE_STEPS = 8  # robust Gauss-Newton steps after the phase correlation
 ROBUST_SCALE = 2.0  # luma levels: residuals beyond this count as outliers (moving objects), weighted down
@@ -67,6 +69,15 @@ class CameraPath:
     def shifts(self, f0: int, f1: int, times: torch.Tensor) -> torch.Tensor:
         """Pixel shifts ``[n, 2]`` (float64) of the block fitted on frames ``[f0, f1)`` at ``times``."""
         return self.at(times) - self.reference(f0, f1)
+
+    def largest_shift(self, windows: Iterable[tuple[int, int]]) -> float:
+        """The farthest (pixels, along either axis) any frame of the blocks fitted on ``windows`` (frame
+        ranges ``[f0, f1)``) shifts from the block's reference: how far the camera pans within a block."""
+        largest = 0.0
+        for f0, f1 in windows:
+            s = self.shifts(f0, f1, torch.arange(f0, f1, dtype=torch.float64) + 0.5)
+            largest = max(largest, float(s.abs().max()))
+        return largest
 
     def block_domain(self, domain: tuple[float, float, float, float], window: tuple[int, int, int, int],
                      f0: int, f1: int) -> tuple[float, float, float, float]:

@@ -35,7 +35,7 @@ from .audio import AudioTrack, AudioWarning, copy_audio
 from .errors import UsageError
 from .files import check_output_location
 from .fitcache import FitCache
-from .motion import camera_path
+from .motion import PAN_PIXELS, camera_path
 from .video_container import VideoHeader, VideoInfo, VideoReader, write_video_codec
 from .video_encode import fit_and_pack_video, placeholder_stats, with_config
 from .video_presets import VIDEO_PRESETS, VideoConfig, blocks_for_rate, video_preset  # noqa: F401 (public names)
@@ -66,6 +66,8 @@ class VideoEncodeResult:
     notes: tuple[str, ...] = ()
     """Things the user should know (e.g. a PSNR target beyond what the preset's networks reach)."""
     audio_bytes: int = 0
+    motion: str = "none"
+    """What the blocks follow: ``"global"`` (the camera path) or ``"none"`` (what ``"auto"`` chose)."""
 
 
 def bits_per_voxel(size_bytes: int, width: int, height: int, frames: int) -> float:
@@ -86,7 +88,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
 
     ``preset`` names a :data:`VIDEO_PRESETS` entry (or pass a full ``config``);
     ``steps``, ``tile``, ``seed``, ``chunk`` (frames per block) and ``motion`` (``"global"``: fit the
-    blocks along the camera's estimated pan; ``"none"``: do not; :attr:`VideoConfig.motion`) override it.
+    blocks along the camera's estimated pan; ``"none"``: do not; ``"auto"``: where the camera pans;
+    :attr:`VideoConfig.motion`) override it.
     At most one rate choice, as for images (:func:`loe_codec.encode`): ``bpp``
     (the file's bits per pixel per frame; unless ``chunk`` is given, a preset with
     ``bits_per_parameter`` then sizes the blocks for it: :func:`blocks_for_rate`), ``psnr`` (the smallest file whose
@@ -128,9 +131,12 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                          encoder=f"loe-codec {__version__}")
     if track is not None:
         header = header.with_audio(track.describe())
-    if vcfg.motion == "global":
+    if vcfg.motion != "none":
         stage = (lambda done, total: progress("motion", done, total)) if progress is not None else None
-        header = header.with_motion(camera_path(src.iter_frames(), src.frames, stage))
+        path = camera_path(src.iter_frames(), src.frames, stage)
+        windows = [header.grid.time.window(c) for c in header.grid.time.chunks()]
+        if vcfg.motion == "global" or path.largest_shift(windows) >= PAN_PIXELS:
+            header = header.with_motion(path)
     grid = header.grid
     notes: list[str] = []
     cache_dir, temporary_cache = resume_cache(output, cache_dir, resume)
@@ -151,7 +157,8 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     sound = 0 if track is None else len(track.data)
     return VideoEncodeResult(output, size, bits_per_voxel(size - sound, src.width, src.height, src.frames), psnr,
                              src.frames, float(src.fps), len(grid), header.source.audio,
-                             _time.perf_counter() - started, tuple(notes), sound)
+                             _time.perf_counter() - started, tuple(notes), sound,
+                             "none" if header.motion is None else "global")
 
 
 def _copied_audio(src: VideoSource) -> AudioTrack | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .config import CodecConfig, FitConfig, ModelConfig, QuantConfig, TileConfig
 from .errors import UsageError
-from .motion import MOTIONS
+from .motion import MOTION_CHOICES
 from .tiling import TileGrid
 from .video_container import TimeConfig
 
@@ -33,11 +33,15 @@ class VideoConfig:
     """The widest network :func:`blocks_for_rate` may choose (None: the model's width)."""
     motion: str = "none"
     """``"global"``: estimate the camera's pan (one translation per frame, :mod:`loe_codec.motion`) and
-    fit every block along it, so that the networks see the scene hold still; ``"none"``: pixel coordinates."""
+    fit every block along it, so that the networks see the scene hold still; ``"none"``: pixel coordinates;
+    ``"auto"``: estimate the path, and follow it where it pans (some block's frames shift
+    :data:`~loe_codec.motion.PAN_PIXELS` (8) pixels or more from their mean: Big Buck Bunny's first 60 frames 21.5,
+    gaining 1.6-2 dB at 0.01-0.05 bpp), not where the camera only shakes (carphone: 4.8, where the path
+    cost 0.46 / 0.26 dB at 0.02 / 0.03 bpp and gained 0.15 / 0.56 at 0.06 / 0.1)."""
 
     def __post_init__(self) -> None:
-        if self.motion not in MOTIONS:
-            raise UsageError(f"unknown motion {self.motion!r}; choose one of {', '.join(MOTIONS)}")
+        if self.motion not in MOTION_CHOICES:
+            raise UsageError(f"unknown motion {self.motion!r}; choose one of {', '.join(MOTION_CHOICES)}")
         if self.bits_per_parameter is not None and not self.bits_per_parameter > 0:
             raise UsageError(f"bits_per_parameter must be > 0, got {self.bits_per_parameter}")
         if self.max_width is not None and self.max_width < self.codec.model.width:
@@ -56,13 +60,13 @@ class VideoConfig:
 
 def _video_preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfig, time: TimeConfig,
                   bits_per_parameter: float | None = None, max_width: int | None = None,
-                  qat_steps: int | None = None) -> VideoConfig:
+                  qat_steps: int | None = None, motion: str = "none") -> VideoConfig:
     # The images' quality-50 slope and (unless given) 1/16 of the fit's steps of quantization-aware
     # fine-tuning (not tuned on video yet).
     qat = fit.steps // 16 if qat_steps is None else qat_steps
     quant = QuantConfig(slope=1e-3, qat_steps=qat, qat_learning_rate=1e-3)
     return VideoConfig(CodecConfig(model=model, fit=fit, quant=quant, tile=tile, preset=name), time,
-                       bits_per_parameter, max_width)
+                       bits_per_parameter, max_width, motion)
 
 
 # The network of the `video` and `video-best` presets (the rate rule widens it).
@@ -90,10 +94,13 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # max_width 56), the rate rule cutting blocks shorter past 6 bits per parameter. 512-pixel tiles (one
     # wider network over more pixels, as in the LoE paper) beat 256 on Big Buck Bunny's first 60 frames
     # (6 blocks instead of 15: 26.58 / 28.69 / 29.89 dB at 0.01 / 0.02 / 0.03 bpp, +0.02 / +0.44 / +0.58)
-    # and its crops (sky +1.36 dB, grass +0.15 at 0.02 bpp); carphone is one tile either way.
+    # and its crops (sky +1.36 dB, grass +0.15 at 0.02 bpp); carphone is one tile either way. Both follow the
+    # camera's path where it pans (motion "auto", VideoConfig.motion: Big Buck Bunny's first 60 frames +1.6 to
+    # +2 dB at 0.01-0.05 bpp with video-best), not where it shakes (carphone); video-fast does not (not measured).
     "video": _video_preset(
         "video", _VIDEO_MODEL, FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2),
-        TileConfig(size=512, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=72),
+        TileConfig(size=512, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=72,
+        motion="auto"),
     # `video` with 640-pixel tiles, networks up to width 110 and twice the fit steps (the QAT steps stay
     # 2000, as measured): on Big Buck Bunny's first 60 frames (4 blocks of 640x360x60) 27.17 / 29.62 / 30.48
     # dB at 0.01 / 0.02 / 0.03 bpp (x264 medium 28.24 / 32.04 / 34.03; `video`: 26.58 / 28.69 / 29.89;
@@ -112,7 +119,7 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     "video-best": _video_preset(
         "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110,
-        qat_steps=2000),
+        qat_steps=2000, motion="auto"),
 }
 
 

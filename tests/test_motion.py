@@ -216,6 +216,27 @@ def test_files_with_a_bad_or_missing_path_are_refused(pan_encoded, tmp_path):
             LoeVideo(rewrite_loe_header(tmp_path / f"v6{name}.loe", tmp_path / f"v6{name}h.loe", as_v6))
 
 
+def test_largest_shift_is_the_farthest_a_block_pans():
+    path = CameraPath(torch.tensor([[0.0, 0.0], [2.0, -1.0], [4.0, -2.0], [10.0, 0.0]]))
+    assert path.largest_shift([(0, 3)]) == pytest.approx(2.0)
+    assert path.largest_shift([(0, 3), (1, 4)]) == pytest.approx(14 / 3)  # frame 3: 10 - 16/3
+    assert path.largest_shift([(0, 4)]) == pytest.approx(6.0)  # frame 3 against the mean 4
+    assert CameraPath(torch.zeros(4, 2)).largest_shift([(0, 4)]) == 0
+
+
+@pytest.mark.parametrize("threshold, follows", [(6.0, True), (8.0, False)])
+def test_auto_follows_a_pan_not_a_small_shift(pan_clip, tmp_path, monkeypatch, threshold, follows):
+    import importlib
+
+    # the pan clip moves (2, -1) px a frame over 8 frames: up to 7 px from the block's mean position
+    monkeypatch.setattr(importlib.import_module("loe_codec.video"), "PAN_PIXELS", threshold)
+    result = encode_video(pan_clip, tmp_path / "auto.loe", config=pan_config(steps=5), motion="auto", device="cpu",
+                          measure_psnr=False)
+    assert result.motion == ("global" if follows else "none")
+    with LoeVideo(result.path) as clip:
+        assert (clip.header.motion is not None) == follows and clip.header.version == (7 if follows else 4)
+
+
 def test_cli_motion_option(pan_clip, tmp_path):
     from typer.testing import CliRunner
 
@@ -225,9 +246,11 @@ def test_cli_motion_option(pan_clip, tmp_path):
     fast = ["--preset", "video-fast", "--steps", "5", "--device", "cpu", "--quiet", "--no-measure"]
     out = tmp_path / "pan.loe"
     r = runner.invoke(app, ["encode", str(pan_clip), "-o", str(out), "--motion", "global", *fast])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "blocks along the camera path" in r.stdout, r.output
     r = runner.invoke(app, ["info", str(out)])
     assert r.exit_code == 0 and "motion global" in r.stdout and "format v7" in r.stdout, r.output
+    r = runner.invoke(app, ["encode", str(pan_clip), "-o", str(tmp_path / "auto.loe"), "--motion", "auto", *fast])
+    assert r.exit_code == 0 and "along the camera path" not in r.stdout, r.output  # 7 px: below PAN_PIXELS
     r = runner.invoke(app, ["encode", str(pan_clip), "-o", str(tmp_path / "bad.loe"), "--motion", "affine", *fast])
     assert r.exit_code == 2 and r.stderr.strip().startswith("error:") and "motion" in r.stderr, r.output
     assert not (tmp_path / "bad.loe").exists()
