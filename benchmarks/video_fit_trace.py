@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loe_codec import fit, video  # noqa: E402
 from loe_codec.encode import with_channels  # noqa: E402
-from loe_codec.motion import MOTIONS, camera_path  # noqa: E402
+from loe_codec.motion import MOTION_CHOICES, camera_path, followed_path  # noqa: E402
+from loe_codec.path_coding import on_grid  # noqa: E402
 from loe_codec.video_encode import video_batches  # noqa: E402
 from loe_codec.video_fit import fit_blocks  # noqa: E402
 from loe_codec.video_tiling import SpaceTimeGrid  # noqa: E402
@@ -40,7 +41,8 @@ def sized_blocks(source: VideoSource, config: video.VideoConfig, bpp: float, blo
     codec = with_channels(config.codec, source.channels)
     grid = SpaceTimeGrid.of(source.width, source.height, source.frames, codec.tile.size, codec.tile.margin,
                             config.time.chunk, config.time.margin)
-    path = camera_path(source.iter_frames()) if config.motion == "global" else None
+    path = None if config.motion == "none" else followed_path(
+        config.motion, on_grid(camera_path(source.iter_frames())), [grid.time.window(c) for c in grid.time.chunks()])
     chunk_targets = []
     for part, targets in video_batches(source, grid, codec, path):
         if part[0].chunk.index != 0:
@@ -84,8 +86,8 @@ def main() -> None:
     ap.add_argument("source")
     ap.add_argument("bpp", type=float, help="the rate the blocks are sized for (bits per pixel per frame)")
     ap.add_argument("--preset", default="video-best")
-    ap.add_argument("--motion", choices=MOTIONS, help="fit along the camera path or not (default: "
-                                                                 "the preset's)")
+    ap.add_argument("--motion", choices=MOTION_CHOICES, help="fit along the camera path or not, or where it "
+                                                                        "pans (default: the preset's)")
     ap.add_argument("--steps", type=int, help="fit steps (default: the preset's)")
     ap.add_argument("--blocks", help="comma-separated block indices of the first chunk (default: all)")
     ap.add_argument("--every", type=int, default=500, help="steps per trace row")
@@ -99,6 +101,7 @@ def main() -> None:
     codec, targets = sized_blocks(VideoSource(args.source), config, args.bpp, blocks)
     rows = trace(codec, targets, args.every)
     result = {"source": args.source, "bpp": args.bpp, "preset": args.preset, "motion": config.motion,
+              "followed_path": targets[0].shift is not None,
               "blocks": args.blocks,
               "width": codec.model.width, "steps": codec.fit.steps, "learning_rate": codec.fit.learning_rate,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "trace": rows}

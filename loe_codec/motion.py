@@ -100,6 +100,15 @@ class CameraPath:
         return (x0, y0, x1 - x0, y1 - y0)
 
 
+def followed_path(motion: str, path: CameraPath, windows: Iterable[tuple[int, int]]) -> CameraPath | None:
+    """The path the blocks fitted on ``windows`` (frame ranges) follow when an encode asks for ``motion``
+    (:data:`MOTION_CHOICES`): ``path`` for ``"global"``, and for ``"auto"`` where some block pans
+    :data:`PAN_PIXELS` or farther (:meth:`CameraPath.largest_shift`); else None."""
+    if motion == "global" or (motion == "auto" and path.largest_shift(windows) >= PAN_PIXELS):
+        return path
+    return None
+
+
 def luma(frame: np.ndarray) -> np.ndarray:
     """Float32 luma ``[H, W]`` of a uint8 frame ``[H, W, C]`` (BT.601 weights; one channel as is)."""
     f = frame.astype(np.float32)

@@ -35,7 +35,7 @@ from .audio import AudioTrack, AudioWarning, copy_audio
 from .errors import UsageError
 from .files import check_output_location
 from .fitcache import FitCache
-from .motion import PAN_PIXELS, camera_path
+from .motion import camera_path, followed_path
 from .video_container import VideoHeader, VideoInfo, VideoReader, write_video_codec
 from .video_encode import fit_and_pack_video, placeholder_stats, with_config
 from .video_presets import VIDEO_PRESETS, VideoConfig, blocks_for_rate, video_preset  # noqa: F401 (public names)
@@ -133,9 +133,9 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
         header = header.with_audio(track.describe())
     if vcfg.motion != "none":
         stage = (lambda done, total: progress("motion", done, total)) if progress is not None else None
-        path = camera_path(src.iter_frames(), src.frames, stage)
-        windows = [header.grid.time.window(c) for c in header.grid.time.chunks()]
-        if vcfg.motion == "global" or path.largest_shift(windows) >= PAN_PIXELS:
+        path = followed_path(vcfg.motion, camera_path(src.iter_frames(), src.frames, stage),
+                             [header.grid.time.window(c) for c in header.grid.time.chunks()])
+        if path is not None:
             header = header.with_motion(path)
     grid = header.grid
     notes: list[str] = []

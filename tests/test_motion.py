@@ -229,7 +229,7 @@ def test_auto_follows_a_pan_not_a_small_shift(pan_clip, tmp_path, monkeypatch, t
     import importlib
 
     # the pan clip moves (2, -1) px a frame over 8 frames: up to 7 px from the block's mean position
-    monkeypatch.setattr(importlib.import_module("loe_codec.video"), "PAN_PIXELS", threshold)
+    monkeypatch.setattr(importlib.import_module("loe_codec.motion"), "PAN_PIXELS", threshold)
     result = encode_video(pan_clip, tmp_path / "auto.loe", config=pan_config(steps=5), motion="auto", device="cpu",
                           measure_psnr=False)
     assert result.motion == ("global" if follows else "none")
