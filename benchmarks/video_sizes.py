@@ -83,10 +83,15 @@ def main() -> None:
                 "parameters_per_block": info["model"]["parameters_per_block"],
                 "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                      time.gmtime())}
-        print(json.dumps(line), flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(json.dumps(line) + "\n")
+        print_and_append(line, args.out)
+
+
+def print_and_append(line: dict, out: str | None) -> None:
+    """Print one JSON result line, and append it to the file ``out`` if given."""
+    print(json.dumps(line), flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 if __name__ == "__main__":
