@@ -2,7 +2,8 @@
 
 Encodes the first ``--frames`` frames of a video with a cheap config (the timing
 does not depend on how well the blocks are fitted, only on their count and
-size), then times both decodes on a freshly opened file each:
+size; the preset's ``--motion`` choice is kept, so a panning clip is timed along its camera path),
+then times both decodes on a freshly opened file each:
 
     python benchmarks/video_decode_timing.py /work/shared/data/video/bigbuckbunny.mp4 --frames 60
 
@@ -56,12 +57,15 @@ def main() -> None:
         x, y = (ref.width - 320) // 2, (ref.height - 160) // 2
         part = timed_decode(out, frames=(20, 30), region=(x, y, 320, 160))
         full = timed_decode(out)
+        with LoeVideo(out) as clip:
+            format_version = clip.info()["format_version"]
     report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join([Path(sys.executable).name, *sys.argv]),
               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
                           "torch_threads": torch.get_num_threads()},
               "video": args.video, "width": ref.width, "height": ref.height, "frames": ref.frames,
               "preset": args.preset, "steps": args.steps, "blocks": enc.blocks, "bytes": enc.bytes,
+              "motion": enc.motion, "format_version": format_version,
               "region_decode": part, "full_decode": full,
               "speedup": round(full["seconds"] / part["seconds"], 1)}
     path = ROOT / "benchmarks" / "results" / "video_decode_timing.json"
