@@ -174,8 +174,9 @@ def encode(
              "wider network (about 2x the encode time) that reaches higher quality."),
     resume: bool = typer.Option(
         False, "--resume",
-        help="Keep finished fits in OUTPUT.fits/ so a killed encode, run again with the same command, skips "
-             "them (the folder is removed once the file is written)."),
+        help="Keep finished fits in OUTPUT.fits/, and a snapshot of the fit under way every 5 minutes, so a "
+             "killed encode, run again with the same command, skips the finished fits and takes up the other "
+             "where it stopped (the folder is removed once the file is written)."),
     chunk: Optional[int] = typer.Option(
         None, "--chunk", help="Video only: frames per block (default: the preset's; with --bpp, chosen from the rate)."),
     device: str = DeviceOpt,

@@ -76,10 +76,13 @@ def encode(source: str | os.PathLike, output: str | os.PathLike, preset: str = "
     preset's slope) and, above quality 60 for ``balanced`` and ``best``, a wider
     network (:data:`~loe_codec.config.QUALITY_LADDERS`); ``bpp`` and ``psnr``
     keep the preset's network and set the quantization steps. With ``measure_psnr`` the encoder decodes what it
-    wrote and reports its PSNR. ``cache_dir`` keeps every fitted batch there: an
-    encode restarted with the same cache (after a crash, or at another rate)
-    skips the fits it already has. ``resume`` does that with a folder next to
-    the output (``<output>.fits``), removed once the file is written.
+    wrote and reports its PSNR. ``cache_dir`` keeps every fitted batch there, and a
+    snapshot of the batch being fitted every few minutes
+    (:data:`~loe_codec.fitcache.SNAPSHOT_SECONDS`): an encode restarted with the same
+    cache (after a crash, or at another rate) skips the fits it already has and takes
+    up the one it was killed in from its snapshot (the same file as an encode that never
+    stopped). ``resume`` does that with a folder next to the output (``<output>.fits``),
+    removed once the file is written.
 
     Under ``torchrun`` (several processes, GPUs or nodes) every process calls this with the
     same arguments: they share the tiles (NCCL between GPUs, each on ``cuda:LOCAL_RANK``; gloo

@@ -137,7 +137,8 @@ def fit_batches(image: ImageSource, grid: TileGrid, config: CodecConfig, device:
             fit_progress(config.fit.steps, config.fit.steps, 0.0)
             yield FittedBatch.of(chunk, *stored, config), targets
             continue
-        model = fit_tiles(config.model, config.fit, targets, device=device, progress=fit_progress)
+        model = fit_tiles(config.model, config.fit, targets, device=device, progress=fit_progress,
+                          snapshots=cache.snapshots(key) if cache is not None else None)
         probe = Probe.of(targets, [(t.x1 - t.x0) * (t.y1 - t.y0) for t in chunk])
         batch = FittedBatch.of(chunk, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES), config)
         if cache is not None:

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
@@ -24,6 +24,20 @@ ProgressFn = Callable[[int, int, float], None]
 CheckpointFn = Callable[[int, TiledLoE], None]
 """``checkpoint(step_done, model)``: called after every step with the model being fitted (on the fitting
 device, in training mode); it may evaluate the model (under ``torch.no_grad()``) but must not change it."""
+
+
+class Snapshots(Protocol):
+    """Where a fit keeps its state now and then, so that a fit that is killed goes on where it stopped
+    (:class:`loe_codec.fitcache.FitSnapshots` keeps them in a file)."""
+
+    def load(self) -> dict | None:
+        """The last state saved (:meth:`FitLoop.state`), or None."""
+
+    def due(self) -> bool:
+        """Whether a state should be saved now."""
+
+    def save(self, state: dict) -> None:
+        """Keep ``state`` (:meth:`FitLoop.state`: tensors on the fitting device, numbers)."""
 
 
 @dataclass
@@ -90,8 +104,9 @@ class _PixelPool(SampledPool):
 def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarget],
               device: str | torch.device = "cpu", progress: ProgressFn | None = None,
               precision: str = "fp32", dispatch: str = "auto",
-              checkpoint: CheckpointFn | None = None) -> TiledLoE:
-    """Fit one network per target, all in one batched model (``precision``, ``dispatch``: see :func:`train`).
+              checkpoint: CheckpointFn | None = None, snapshots: Snapshots | None = None) -> TiledLoE:
+    """Fit one network per target, all in one batched model (``precision``, ``dispatch``, ``snapshots``:
+    see :func:`train`).
 
     Returns the fitted :class:`TiledLoE` (on the CPU, float32, tile ``k`` = ``targets[k]``).
     ``checkpoint`` (see :data:`CheckpointFn`) sees the model after every step, e.g. to record a
@@ -102,7 +117,7 @@ def fit_tiles(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[TileTarg
     model = TiledLoE.initialised(model_cfg, [t.seed for t in targets])
     # One sampling stream per batch, seeded by its first tile.
     return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress,
-                 precision=precision, dispatch=dispatch, checkpoint=checkpoint)
+                 precision=precision, dispatch=dispatch, checkpoint=checkpoint, snapshots=snapshots)
 
 
 def finetune_quantized(model: TiledLoE, steps: torch.Tensor, fit_cfg: FitConfig, quant_cfg: QuantConfig,
@@ -168,6 +183,19 @@ class SpikeGuard:
         self.scale = torch.ones(num_tiles, device=device)
         self.damped = False
         self.rollbacks = torch.zeros(num_tiles, dtype=torch.long, device=device)
+
+    def state(self) -> dict:
+        """What the guard has seen so far (for :meth:`FitLoop.state`)."""
+        return {"sum": self.sum, "seen": self.seen, "best": self.best, "saved": self.saved, "scale": self.scale,
+                "damped": self.damped, "rollbacks": self.rollbacks}
+
+    def load_state(self, state: dict) -> None:
+        device = self.sum.device
+        self.sum, self.scale = state["sum"].to(device), state["scale"].to(device)
+        self.rollbacks = state["rollbacks"].to(device)
+        self.best = None if state["best"] is None else state["best"].to(device)
+        self.saved = [t.to(device) for t in state["saved"]]
+        self.seen, self.damped = int(state["seen"]), bool(state["damped"])
 
     def _state(self) -> list[torch.Tensor]:
         """The tensors a rollback restores: every parameter and its Adam moments (all tile-major)."""
@@ -248,6 +276,42 @@ class FitLoop:
         self.guard = SpikeGuard(list(model.parameters()), self.opt, fit_cfg.steps, fit_cfg.warmup_steps) \
             if guard else None
 
+    def state(self, next_step: int) -> dict:
+        """Everything the steps from ``next_step`` on depend on: the parameters, Adam's moments, the
+        sampling generator, the guard and the error-driven sampler's running errors. Loaded into a new
+        loop of the same model, config and targets (:meth:`load_state`), the fit goes on bit for bit as
+        if it had not stopped."""
+        sampler = getattr(self.pool, "sampler", None)
+        return {"step": next_step, "params": [p.detach() for p in self.model.parameters()],
+                "adam": self.opt.state_dict(), "generator": self.gen.get_state(),
+                "guard": None if self.guard is None else self.guard.state(),
+                "sampler_error": None if sampler is None else sampler.error}
+
+    def load_state(self, state: dict) -> int:
+        """Take up a :meth:`state` (checked against this loop's parameters); returns its next step."""
+        params = list(self.model.parameters())
+        saved = state["params"]
+        sampler = getattr(self.pool, "sampler", None)
+        moments = list(state["adam"]["state"].values())
+        if (len(saved) != len(params) or any(a.shape != b.shape for a, b in zip(saved, params))
+                or len(moments) != len(params)
+                or any(m["exp_avg"].shape != p.shape for m, p in zip(moments, params))
+                or (state["guard"] is None) != (self.guard is None)
+                or (state["sampler_error"] is None) != (sampler is None)
+                or (sampler is not None and state["sampler_error"].shape != sampler.error.shape)
+                or not 0 <= int(state["step"]) <= self.fit_cfg.steps):
+            raise ValueError("the saved fit state is not one of this fit")
+        with torch.no_grad():
+            for p, value in zip(params, saved):
+                p.copy_(value)
+        self.opt.load_state_dict(state["adam"])
+        self.gen.set_state(state["generator"])
+        if self.guard is not None:
+            self.guard.load_state(state["guard"])
+        if sampler is not None:
+            sampler.error = state["sampler_error"].to(sampler.error.device)
+        return int(state["step"])
+
     def step(self, step: int) -> torch.Tensor:
         """Adam step number ``step`` (it sets the learning rate); returns the loss before it (a 0-d
         device tensor: the sum over tiles of their mean squared error)."""
@@ -278,7 +342,8 @@ class FitLoop:
 
 def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.device, seed: int,
           progress: ProgressFn | None, pool_type: type = _PixelPool, precision: str = "fp32",
-          dispatch: str = "auto", checkpoint: CheckpointFn | None = None) -> TiledLoE:
+          dispatch: str = "auto", checkpoint: CheckpointFn | None = None,
+          snapshots: Snapshots | None = None) -> TiledLoE:
     """``fit_cfg.steps`` Adam steps on random samples of ``targets`` drawn by ``pool_type(targets, device)``
     (anything with ``sample(per_tile, generator) -> (tile, coords, target)``); the model comes back on
     the CPU. ``checkpoint(step_done, model)``, if given, is called after every step.
@@ -288,6 +353,9 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
     the CPU, the sync-free one on CUDA). Both are choices of this run, not of the codec config: the
     fitted networks differ in rounding only. A :class:`SpikeGuard` watches every fit (its last, partial
     window too).
+
+    ``snapshots``: the fit starts from the state saved there, if any, and saves its state whenever
+    ``snapshots.due()``; the result is the same bit for bit as a fit that never stopped.
     """
     model = model.to(device)
     if model.quant_steps is not None:
@@ -296,13 +364,24 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
     if fit_cfg.sampling == "error":
         pool.sample_by_error()
     loop = FitLoop(model, fit_cfg, pool, seed, precision, dispatch, guard=True)
+    first = 0
+    saved = snapshots.load() if snapshots is not None else None
+    if saved is not None:
+        try:
+            first = loop.load_state(saved)
+        except (ValueError, KeyError, TypeError, AttributeError):  # not this fit's: start afresh
+            first = 0
+        if progress is not None and first > 0:
+            progress(first, fit_cfg.steps, float("nan"))
     report_every = max(1, fit_cfg.steps // 100)
-    for step in range(fit_cfg.steps):
+    for step in range(first, fit_cfg.steps):
         loss = loop.step(step)
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == fit_cfg.steps):
             progress(step + 1, fit_cfg.steps, float(loss) / len(targets))
         if checkpoint is not None:
             checkpoint(step + 1, model)
+        if snapshots is not None and step + 1 < fit_cfg.steps and snapshots.due():
+            snapshots.save(loop.state(step + 1))
     loop.guard.check()  # the last, partial window
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise CodecRuntimeError("fitting diverged (non-finite weights); try a lower learning rate or fewer steps")

@@ -1,10 +1,11 @@
 """A folder of fitted batches, so that work already done is not done again.
 
 An encode that is killed and restarted with the same cache skips the batches
-it finished (resumable encodes), and encodes of one image at several rates
-share one fit (the fit does not depend on the quantization settings). A batch
-is keyed by the source file (path, size, modification time), the tiles and
-every setting the fit depends on.
+it finished and takes up the batch it was fitting from its last snapshot
+(resumable encodes), and encodes of one image at several rates share one fit
+(the fit does not depend on the quantization settings). A batch is keyed by the
+source file (path, size, modification time), the tiles and every setting the
+fit depends on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +24,39 @@ from .model import TiledLoE
 from .rate import Probe
 
 CACHE_VERSION = 3  # 2: initial weights from the seeded reference generator; 3: fits under the spike guard
+SNAPSHOT_SECONDS = 300.0  # a fit being killed loses at most about this much of its work
+
+
+class FitSnapshots:
+    """One batch's fit state in a file, saved every ``every_seconds`` (:class:`loe_codec.fit.Snapshots`).
+
+    A fit killed and started again goes on from its last snapshot, bit for bit as if it had not stopped
+    (:func:`loe_codec.fit.train`). An unreadable file counts as none: the fit starts afresh.
+    """
+
+    def __init__(self, path: Path, every_seconds: float | None = None):
+        self.path = Path(path)
+        self.every = SNAPSHOT_SECONDS if every_seconds is None else every_seconds
+        self.last = time.monotonic()
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:  # torn or foreign
+            return None
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.every
+
+    def save(self, state: dict) -> None:
+        with atomic_output(self.path) as tmp:
+            torch.save(state, tmp)
+        self.last = time.monotonic()
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 class FitCache:
@@ -48,6 +83,10 @@ class FitCache:
     def _path(self, key: str) -> Path:
         return self.directory / f"batch-{key}.pt"
 
+    def snapshots(self, key: str, every_seconds: float | None = None) -> FitSnapshots:
+        """Where the batch ``key``'s fit keeps its state while it runs (removed once the batch is stored)."""
+        return FitSnapshots(self.directory / f"batch-{key}.partial.pt", every_seconds)
+
     def load(self, key: str, config: CodecConfig) -> tuple[TiledLoE, torch.Tensor, Probe] | None:
         """The stored batch, or None if absent or unreadable (then it is simply fitted again)."""
         path = self._path(key)
@@ -68,3 +107,4 @@ class FitCache:
                 "probe_pixels": probe.pixels}
         with atomic_output(self._path(key)) as tmp:
             torch.save(data, tmp)
+        self.snapshots(key).discard()

@@ -100,8 +100,9 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     cannot be copied, are dropped with an :class:`AudioDroppedWarning` (``audio=False``: every audio
     stream is dropped, silently). With ``measure_psnr`` the encoder decodes
     what it wrote and reports the mean per-frame PSNR. ``cache_dir`` keeps every fitted batch
-    there (as for images): an encode of the same clip at another rate skips the fits. ``resume``
-    does that with a folder next to the output (``<output>.fits``), removed once the file is written.
+    there, with snapshots of the batch being fitted (as for images): an encode of the same clip at
+    another rate skips the fits, a killed one run again goes on where it stopped. ``resume`` does that
+    with a folder next to the output (``<output>.fits``), removed once the file is written.
     """
     from .api import rate_choice, resolve_device, resume_cache
 

@@ -89,7 +89,8 @@ def fit_batch(part: list[Block], targets: list[BlockTarget], config: CodecConfig
         found = store.load(key, config)
         if found is not None:
             return FittedBatch.of(part, *found, config)
-    model = fit_blocks(config.model, config.fit, targets, device, progress)
+    model = fit_blocks(config.model, config.fit, targets, device, progress,
+                       cache[0].snapshots(key) if cache is not None else None)
     probe = Probe.of(targets, [block_voxels(b) for b in part], pool_type=_VoxelPool)
     batch = FittedBatch.of(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES), config)
     if cache is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import FitConfig, ModelConfig
-from .fit import ProgressFn, train
+from .fit import ProgressFn, Snapshots, train
 from .model import TiledLoE
 from .sampling import SampledPool
 
@@ -87,11 +87,14 @@ class _VoxelPool(SampledPool):
 
 
 def fit_blocks(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[BlockTarget],
-               device: str | torch.device = "cpu", progress: ProgressFn | None = None) -> TiledLoE:
-    """Fit one 3-D network per target, all in one batched model (returned on the CPU, in eval mode)."""
+               device: str | torch.device = "cpu", progress: ProgressFn | None = None,
+               snapshots: Snapshots | None = None) -> TiledLoE:
+    """Fit one 3-D network per target, all in one batched model (returned on the CPU, in eval mode;
+    ``snapshots``: see :func:`loe_codec.fit.train`)."""
     if not targets:
         raise ValueError("fit_blocks needs at least one block")
     if model_cfg.dims != 3:
         raise ValueError("video blocks need a 3-D model (dims=3)")
     model = TiledLoE.initialised(model_cfg, [t.seed for t in targets])
-    return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress, _VoxelPool)
+    return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress, _VoxelPool,
+                 snapshots=snapshots)

@@ -296,3 +296,25 @@ def test_quality_choice_follows_the_preset_ladder():
     assert target.bpp is None and target.psnr is None
     kept, _ = rate_choice(preset("balanced"), 0.5, None, None)  # a bpp target keeps the preset's network
     assert kept.model == preset("balanced").model
+
+
+def test_an_image_encode_killed_inside_its_fit_resumes_from_the_snapshot(encoded, tmp_path, monkeypatch):
+    loe_path, png, _ = encoded
+    monkeypatch.setattr("loe_codec.fitcache.SNAPSHOT_SECONDS", 0.0)  # a snapshot after every step
+    out = tmp_path / "k.loe"
+
+    class Killed(Exception):
+        pass
+
+    def kill(stage, done, total):
+        if stage == "fit" and done >= total / 2:
+            raise Killed
+    with pytest.raises(Killed):
+        loe_codec.encode(png, out, config=tiny_config(steps=100), device="cpu", resume=True, progress=kill)
+    assert len(list((tmp_path / "k.loe.fits").glob("*.partial.pt"))) == 1 and not out.exists()
+    first_steps = []
+    real = loe_codec.fit.FitLoop.step
+    monkeypatch.setattr(loe_codec.fit.FitLoop, "step", lambda loop, i: first_steps.append(i) or real(loop, i))
+    loe_codec.encode(png, out, config=tiny_config(steps=100), device="cpu", resume=True)
+    assert first_steps[0] == 49  # the snapshot after step 49: step 50 was being reported when it was killed
+    assert out.read_bytes() == loe_path.read_bytes() and not (tmp_path / "k.loe.fits").exists()

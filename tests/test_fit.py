@@ -8,6 +8,7 @@ from loe_codec.config import FitConfig, ModelConfig, QuantConfig
 from loe_codec.errors import CodecRuntimeError, UsageError
 from loe_codec import fit as fitmod
 from loe_codec.fit import FitLoop, _PixelPool, finetune_quantized, fit_tiles, learning_rate
+from loe_codec.fitcache import FitSnapshots
 from loe_codec.hostreads import HostReads
 from loe_codec.model import TiledLoE
 from loe_codec.reference import tile_seed
@@ -348,3 +349,44 @@ def test_guarded_steps_between_checks_read_nothing_back_to_the_host(damped):
         for step in range(1, loop.guard.window):
             loop.step(step)
     assert reads.ops == []
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "error"])
+def test_a_fit_killed_mid_way_goes_on_from_its_snapshot_bit_for_bit(tmp_path, sampling):
+    # Tile 1 blows up at step 150 and the guard rolls it back and damps it before the kill at step 300:
+    # the resumed fit must take up the guard's state too, and the error sampler's.
+    cfg = dataclasses.replace(GUARDED, sampling=sampling)
+    plain = fit_tiles(MODEL, cfg, _targets(), device="cpu", checkpoint=_blow_up(150))
+    snaps = FitSnapshots(tmp_path / "s.partial.pt", every_seconds=0.0)  # saved after every step
+
+    def kill_at_300(step, total, loss):
+        if step == 300:
+            raise _Killed
+    with pytest.raises(_Killed):
+        fit_tiles(MODEL, cfg, _targets(), device="cpu", progress=kill_at_300, snapshots=snaps,
+                  checkpoint=_blow_up(150))
+    state = torch.load(snaps.path, weights_only=True)
+    assert state["step"] == 299 and state["guard"]["rollbacks"].tolist() == [0, 1]  # step 300 was lost
+
+    reported = []
+    resumed = fit_tiles(MODEL, cfg, _targets(), device="cpu", snapshots=FitSnapshots(snaps.path, 0.0),
+                        progress=lambda step, total, loss: reported.append(step), checkpoint=_blow_up(150))
+    assert reported[0] == 299 and reported[1] == 300  # it went on from the snapshot
+    for a, b in zip(plain.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_snapshot_of_another_fit_or_a_torn_one_is_ignored(tmp_path):
+    cfg = dataclasses.replace(FIT, steps=40)
+    plain = fit_tiles(MODEL, cfg, _targets(), device="cpu")
+    other = FitSnapshots(tmp_path / "other.pt", every_seconds=0.0)
+    fit_tiles(dataclasses.replace(MODEL, width=8), cfg, _targets(), device="cpu", snapshots=other)
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(other.path.read_bytes()[:100])
+    for path in (other.path, torn):
+        again = fit_tiles(MODEL, cfg, _targets(), device="cpu", snapshots=FitSnapshots(path, 3600.0))
+        assert torch.equal(again.weights[1], plain.weights[1])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -103,6 +104,34 @@ def test_resume_reuses_the_fits_of_an_interrupted_encode_and_removes_them(tmp_pa
     monkeypatch.setattr("loe_codec.video_encode.fit_blocks", no_fitting)
     again = encode_video(CLIP, out, config=tiny_video_config(), device="cpu", measure_psnr=False, resume=True)
     assert again.bytes == first.bytes and out.read_bytes() and not (tmp_path / "r.loe.fits").exists()
+
+
+def test_an_encode_killed_inside_a_fit_resumes_from_its_snapshot_and_writes_the_same_file(tmp_path, monkeypatch):
+    whole = encode_video(CLIP, tmp_path / "whole.loe", config=tiny_video_config(), device="cpu", measure_psnr=False)
+    monkeypatch.setattr("loe_codec.fitcache.SNAPSHOT_SECONDS", 0.0)  # a snapshot after every step
+    out = tmp_path / "k.loe"
+
+    class Killed(Exception):
+        pass
+
+    def kill(stage, done, total):  # in the second time chunk's batch (blocks 9-17), at its step 25 of 40
+        if stage == "fit" and done >= 9 * 40 + 9 * 25:
+            raise Killed
+    with pytest.raises(Killed):
+        encode_video(CLIP, out, config=tiny_video_config(), device="cpu", measure_psnr=False, resume=True,
+                     progress=kill)
+    fits = tmp_path / "k.loe.fits"
+    assert len(list(fits.glob("batch-*.partial.pt"))) == 1 and not out.exists()
+
+    steps = []
+    real = loe_codec.fit.FitLoop.step
+    monkeypatch.setattr(loe_codec.fit.FitLoop, "step", lambda loop, i: steps.append(i) or real(loop, i))
+    again = encode_video(CLIP, out, config=tiny_video_config(), device="cpu", measure_psnr=False, resume=True)
+    # The first chunk's fit came from the cache, the second went on at step 24 (its last snapshot: step 25
+    # was being reported when it was killed), the third was fitted from the start.
+    assert steps == list(range(24, 40)) + list(range(40))
+    assert out.read_bytes() == Path(whole.path).read_bytes() and again.bytes == whole.bytes
+    assert not fits.exists()
 
 
 def test_cli_resume_for_video(tmp_path):

@@ -1,0 +1,39 @@
+"""The fit cache: finished batches, and the snapshots of the batch being fitted."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from loe_codec.config import CodecConfig, FitConfig, ModelConfig
+from loe_codec.fit import fit_tiles
+from loe_codec.fitcache import FitCache
+from loe_codec.rate import Probe
+from support import two_tile_targets
+
+CONFIG = CodecConfig(model=ModelConfig(width=8, banks=(1, 2, 1), pe_frequencies=2),
+                     fit=FitConfig(steps=12, samples_per_tile=64, warmup_steps=2))
+
+
+def test_storing_a_batch_removes_its_snapshot_and_other_batches_keep_theirs(tmp_path):
+    cache = FitCache(tmp_path / "cache")
+    src = tmp_path / "img.bin"
+    src.write_bytes(b"pixels")
+    key, other = cache.key(src, CONFIG, [0, 1], "cpu"), cache.key(src, CONFIG, [2, 3], "cpu")
+    assert key != other
+    model = fit_tiles(CONFIG.model, CONFIG.fit, two_tile_targets(), snapshots=cache.snapshots(key, 0.0))
+    fit_tiles(CONFIG.model, CONFIG.fit, two_tile_targets(), snapshots=cache.snapshots(other, 0.0))
+    assert cache.snapshots(key).path.is_file() and cache.snapshots(other).path.is_file()
+    probe = Probe(torch.zeros(4, dtype=torch.long), torch.zeros(4, 2), torch.zeros(4, 3), torch.ones(2))
+    cache.store(key, model, torch.ones(2, 3), probe)
+    assert not cache.snapshots(key).path.exists() and cache.snapshots(other).path.is_file()
+    loaded, _, _ = cache.load(key, CONFIG)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), model.parameters()))
+
+
+def test_a_snapshot_is_saved_only_when_due(tmp_path):
+    cache = FitCache(tmp_path)
+    snaps = cache.snapshots("k", every_seconds=3600.0)
+    fit_tiles(CONFIG.model, dataclasses.replace(CONFIG.fit, steps=5), two_tile_targets(), snapshots=snaps)
+    assert not snaps.path.exists() and snaps.load() is None
