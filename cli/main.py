@@ -57,8 +57,9 @@ def _fail(message: str, code: int, exc: Optional[BaseException] = None) -> None:
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn library errors into a one-line message and an exit code (no traceback)."""
+def _errors(interrupted: str = "interrupted") -> Iterator[None]:
+    """Turn library errors into a one-line message and an exit code (no traceback); Ctrl-C prints
+    ``interrupted`` and exits with 130."""
     from loe_codec.errors import LoeError
 
     try:
@@ -68,7 +69,7 @@ def _errors() -> Iterator[None]:
     except LoeError as exc:
         _fail(str(exc), exc.exit_code, exc)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail(interrupted, 130)
     except MemoryError as exc:
         _fail("out of memory (try a smaller --tile or region)", 1, exc)
     except OSError as exc:
@@ -207,10 +208,12 @@ def encode(
     import loe_codec
     from loe_codec.videoio import looks_like_video
 
+    stopped = (f"interrupted; the same command run again goes on from {output}.fits" if resume else
+               "interrupted (an encode with --resume keeps its fits and goes on from them when run again)")
     if looks_like_video(source):
         from cli import video
 
-        with _errors(), _progress(quiet) as bar:
+        with _errors(stopped), _progress(quiet) as bar:
             data, summary = video.encode(source, output, preset, steps, tile, seed, chunk,
                                          {"bpp": bpp, "psnr": psnr, "quality": quality}, device, not no_measure,
                                          _stage_callback(bar), _warn, resume, not no_audio, motion)
@@ -219,7 +222,7 @@ def encode(
     for flag, given in (("--chunk", chunk is not None), ("--no-audio", no_audio), ("--motion", motion is not None)):
         if given:
             _fail(f"{flag} applies to video inputs only", 2)
-    with _errors(), _progress(quiet or _rank() != 0) as bar:
+    with _errors(stopped), _progress(quiet or _rank() != 0) as bar:
         result = loe_codec.encode(source, output, preset or "balanced", steps=steps, tile=tile, seed=seed,
                                   bpp=bpp, psnr=psnr, quality=quality, device=device, progress=_stage_callback(bar),
                                   measure_psnr=not no_measure, resume=resume)

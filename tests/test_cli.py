@@ -170,6 +170,22 @@ def test_encode_output_not_loe_or_missing_folder(runner, tiny_png, tmp_path):
     assert not out.parent.exists()
 
 
+@pytest.mark.parametrize("resume", [True, False])
+def test_an_interrupted_encode_says_how_to_go_on(runner, tiny_png, tmp_path, monkeypatch, resume):
+    import loe_codec.fit
+
+    def ctrl_c(loop, step):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(loe_codec.fit.FitLoop, "step", ctrl_c)
+    out = tmp_path / "i.loe"
+    result = runner.invoke(app, ["encode", str(tiny_png), "-o", str(out), *FAST] + (["--resume"] if resume else []))
+    _assert_clean_failure(result, codes=(130,), leftover=out)
+    if resume:
+        assert "run again goes on from" in result.stderr and (tmp_path / "i.loe.fits").is_dir()
+    else:
+        assert "--resume" in result.stderr and not (tmp_path / "i.loe.fits").exists()
+
+
 def test_encode_unwritable_output(runner, tiny_png, tmp_path):
     out = tmp_path / ("n" * 300 + ".loe")  # the folder exists but the name cannot be created
     r = runner.invoke(app, ["encode", str(tiny_png), "-o", str(out), *FAST, "--steps", "1"])
