@@ -23,13 +23,13 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from loe_codec.bench.machine import code_version, cpu_name
 from loe_codec.config import preset
 from loe_codec.encode import tile_targets
 from loe_codec.fit import fit_tiles
@@ -152,13 +152,10 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     checkpoints = [int(s) for s in args.checkpoints.split(",")]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
     info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=Path(__file__).parent).stdout.strip(),
+            "commit": code_version(),
             "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "machine": f"{cpu}, {os.cpu_count()} cores (shared)",
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores (shared)",
             "load_start": [round(x, 2) for x in os.getloadavg()], "command": "python " + " ".join(sys.argv)}
     if args.append:
         doc = json.loads(out.with_suffix(".json").read_text())

@@ -105,19 +105,11 @@ def api_timings(codec: str, repeats: int) -> dict:
 def environment() -> dict:
     import torch
 
-    cpu = ""
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True)
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
+    from loe_codec.bench.machine import code_version, cpu_name
+
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_name(),
             "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "commit": commit.stdout.strip() + ("+dirty" if dirty.stdout.strip()
-                                                                                    else ""),
+            "python": platform.python_version(), "commit": code_version(ROOT),
             "load_average_at_start": os.getloadavg()}
 
 

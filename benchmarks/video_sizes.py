@@ -26,7 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import torch  # noqa: E402
+
 from loe_codec import video  # noqa: E402
+from loe_codec.bench.machine import code_version  # noqa: E402
 
 
 def variant(preset: str, changes: dict) -> tuple[video.VideoConfig, int | None]:
@@ -72,6 +75,11 @@ def main() -> None:
     config, chunk = variant(args.preset, json.loads(args.changes))
     for bpp in (float(b) for b in args.bpp.split(",")):
         t0 = time.perf_counter()
+        cache = Path(args.cache) / args.name
+        # A run that took up earlier fits or snapshots (a killed run started again) says so: its seconds are
+        # this process's only.
+        found = {"batches": len([f for f in cache.glob("batch-*.pt") if not f.name.endswith(".partial.pt")]),
+                 "snapshots": len(list(cache.glob("batch-*.partial.pt")))}
         result = video.encode_video(args.source, Path(args.work) / f"{args.name}_{bpp}.loe", config=config, bpp=bpp,
                                     chunk=chunk, device="cpu", cache_dir=Path(args.cache) / args.name,
                                     progress=ProgressLog() if args.progress else None)
@@ -82,7 +90,8 @@ def main() -> None:
                 "chunk": info["blocks"]["chunk_frames"], "width": info["model"]["width"],
                 "parameters_per_block": info["model"]["parameters_per_block"],
                 "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                     time.gmtime())}
+                                                                                     time.gmtime()),
+                "threads": torch.get_num_threads(), "code": code_version(), "cache_at_start": found}
         print_and_append(line, args.out)
 
 

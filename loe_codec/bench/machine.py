@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def cpu_name() -> str:
@@ -19,8 +23,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def code_version(root: str | os.PathLike = ROOT) -> str:
+    """The checkout's commit (short), ``+dirty`` if its tracked files differ from it; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0 or not head.stdout.strip():
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def machine_info(command: str, device: str | None = None) -> dict:
-    """A dict for the results: date (UTC), command, CPU, cores, OS, Python, torch, imagecodecs versions."""
+    """A dict for the results: date (UTC), command, the code's commit, CPU, cores, OS, Python, torch,
+    imagecodecs versions."""
     import torch
 
     import loe_codec
@@ -35,6 +54,7 @@ def machine_info(command: str, device: str | None = None) -> dict:
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command,
+        "commit": code_version(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
