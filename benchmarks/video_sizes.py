@@ -81,7 +81,7 @@ def main() -> None:
         found = {"batches": len([f for f in cache.glob("batch-*.pt") if not f.name.endswith(".partial.pt")]),
                  "snapshots": len(list(cache.glob("batch-*.partial.pt")))}
         result = video.encode_video(args.source, Path(args.work) / f"{args.name}_{bpp}.loe", config=config, bpp=bpp,
-                                    chunk=chunk, device="cpu", cache_dir=Path(args.cache) / args.name,
+                                    chunk=chunk, device="cpu", cache_dir=cache,
                                     progress=ProgressLog() if args.progress else None)
         with video.LoeVideo(result.path) as clip:
             info = clip.info()

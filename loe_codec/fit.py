@@ -367,9 +367,14 @@ def train(model: TiledLoE, fit_cfg: FitConfig, targets: list, device: torch.devi
     first = 0
     saved = snapshots.load() if snapshots is not None else None
     if saved is not None:
+        initial = [p.detach().clone() for p in model.parameters()]
         try:
             first = loop.load_state(saved)
         except (ValueError, KeyError, TypeError, AttributeError):  # not this fit's: start afresh
+            with torch.no_grad():  # a state that failed half-way may have been partly taken up
+                for p, value in zip(model.parameters(), initial):
+                    p.copy_(value)
+            loop = FitLoop(model, fit_cfg, pool, seed, precision, dispatch, guard=True)
             first = 0
         if progress is not None and first > 0:
             progress(first, fit_cfg.steps, float("nan"))
