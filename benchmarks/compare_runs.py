@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     before, after = (json.loads(Path(p).read_text()) for p in (args.before, args.after))
     images = [i for i in after["images"] if curve(before, args.codec, i) and curve(after, args.codec, i)]
-    rows, sums = [], {k: [] for k in ("rate", "psnr", "before_anchor", "after_anchor")}
+    sums = {k: [] for k in ("rate", "psnr", "before_anchor", "after_anchor")}
     print(f"| image | before (bpp, dB) | after (bpp, dB) | BD-rate after vs before | BD-PSNR | "
           f"BD-rate vs {args.anchor}: before | after |")
     print("|---|---|---|---|---|---|---|")

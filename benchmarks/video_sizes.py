@@ -73,6 +73,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     config, chunk = variant(args.preset, json.loads(args.changes))
+    code = code_version()  # the code this process loaded (the tree may change while a long run goes on)
     for bpp in (float(b) for b in args.bpp.split(",")):
         t0 = time.perf_counter()
         cache = Path(args.cache) / args.name
@@ -91,7 +92,7 @@ def main() -> None:
                 "parameters_per_block": info["model"]["parameters_per_block"],
                 "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                      time.gmtime()),
-                "threads": torch.get_num_threads(), "code": code_version(), "cache_at_start": found}
+                "threads": torch.get_num_threads(), "code": code, "cache_at_start": found}
         print_and_append(line, args.out)
 
 

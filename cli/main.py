@@ -395,6 +395,10 @@ def bench(
                                              "(as the reference anchors; images' default); images: BD per image "
                                              "(or video), then averaged (videos' default)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the measurements already in OUTPUT, run the rest."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Folder (made if missing) that keeps loe's fits, "
+                                         "with a long fit's snapshots every 5 minutes, and the cut clips and "
+                                         "frames, for later runs: with --resume a stopped run goes on from "
+                                         "them. Default: a temporary folder."),
     device: str = DeviceOpt,
     loe_steps: Optional[int] = typer.Option(None, "--loe-steps", help="Override loe's fitting steps (quick checks)."),
     quiet: bool = QuietOpt,
@@ -411,10 +415,12 @@ def bench(
         _fail("--frames applies to videos only", 2)
     pts = _parse_points(points if points is not None else ("0.05,0.1,0.2" if videos else "0.25,0.5,1.0"))
     with _errors(), tempfile.TemporaryDirectory(prefix="loe-bench-cut-") as cut:
+        if cache is not None:
+            cut = str(lb.cache_folder(cache) / "cuts")
         bd = lb.BdSpec(bd_method or ("pchip" if videos else "cubic"), bd_average or ("images" if videos else "curve"))
         default = lb.DEFAULT_VIDEO_CODECS if videos else lb.DEFAULT_CODECS
         names = [c.strip() for c in codecs.split(",") if c.strip()] if codecs is not None else default
-        chosen = lb.make_codecs(names, device, loe_steps, video=bool(videos))
+        chosen = lb.make_codecs(names, device, loe_steps, video=bool(videos), cache=cache)
         sweep = lb.settings_for(chosen, lb.parse_settings(settings))
         ref = lb.load_reference(reference) if reference is not None else None
         images = lb.open_videos(videos, frames, cut) if videos else lb.find_images(inputs)

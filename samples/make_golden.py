@@ -27,6 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pyvips
 import torch
 
@@ -87,7 +88,7 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_digest(path: Path) -> tuple[str, "np.ndarray"]:  # noqa: F821
+def decode_digest(path: Path) -> tuple[str, np.ndarray]:
     with loe_codec.open(path) as img:
         pixels = img.decode(device="cpu")
     return sha256_of(pixels.tobytes()), pixels

@@ -18,12 +18,12 @@ from .images import find_images
 from .loe import loe_config
 from .registry import CODEC_NAMES, DEFAULT_CODECS, make_codecs, parse_settings, settings_for
 from .report import rich_table, setting_lines
-from .runner import DEFAULT_POINTS, check_outputs, load_reference, run_bench
+from .runner import DEFAULT_POINTS, cache_folder, check_outputs, load_reference, run_bench
 from .summary import BdSpec
 from .video_codecs import DEFAULT_VIDEO_CODECS, VIDEO_CODEC_NAMES
 from .videos import open_videos
 
 __all__ = ["BdSpec", "CODEC_NAMES", "DEFAULT_CODECS", "DEFAULT_POINTS", "DEFAULT_VIDEO_CODECS", "VIDEO_CODEC_NAMES",
-           "open_videos", "check_outputs", "find_images",
+           "open_videos", "cache_folder", "check_outputs", "find_images",
            "load_reference", "loe_config", "make_codecs", "parse_settings", "rich_table", "run_bench",
            "setting_lines", "settings_for"]

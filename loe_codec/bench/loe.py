@@ -4,13 +4,15 @@ A setting is a string that :func:`loe_setting` maps to a :class:`~loe_codec.conf
 and a rate target: a preset name (``fast``, ``balanced``, ``best``: the preset's own slope),
 optionally with a rate after ``@``: ``balanced@q40`` (quality 0..100) or ``balanced@bpp0.5``
 (a size target). Settings of one preset share one fit per image (a fit cache kept while the
-codec lives): the first setting's encode seconds include the fit, later ones only the
-quantization-aware fine-tuning and coding.
+codec lives, or in a folder given to it, where the fits stay for later runs and a long fit keeps
+its snapshots: a run stopped half-way goes on from them): the first setting's encode seconds
+include the fit, later ones only the quantization-aware fine-tuning and coding.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -78,6 +80,8 @@ class LoeCodec(Codec):
     """Encodes with :func:`loe_codec.encode` into a temporary ``.loe`` file and decodes it with :func:`loe_codec.open`.
 
     ``steps`` (optional) overrides the fitting steps of every setting, for quick checks.
+    ``cache`` (optional): a folder whose ``fits`` subfolder keeps the fits (and snapshots) between
+    runs; by default they live in a temporary folder removed with the codec.
     Bytes are the whole file's; encode seconds are the encode call (fit,
     quantize, write; the encoder's own PSNR check is off); decode seconds open
     the file and decode the full image.
@@ -87,12 +91,14 @@ class LoeCodec(Codec):
     label = "loe"
     settings = ("fast",)
 
-    def __init__(self, device: str = "auto", steps: int | None = None):
+    def __init__(self, device: str = "auto", steps: int | None = None, cache: str | os.PathLike | None = None):
         from ..api import resolve_device
 
         self.device = resolve_device(device)
         self.steps = steps
-        self._fits = tempfile.TemporaryDirectory(prefix="loe-bench-fits-")  # removed with the codec
+        self.cache = None if cache is None else Path(cache)
+        self._temporary = tempfile.TemporaryDirectory(prefix="loe-bench-fits-") if cache is None else None
+        self.fits = self.cache / "fits" if self.cache is not None else Path(self._temporary.name)
         if steps is not None and steps < 0:
             raise UsageError(f"loe steps must be >= 0, got {steps}")
         self.describe = (f"loe_codec.encode(src, out.loe, config=loe_config(setting), device={self.device!r})"
@@ -114,7 +120,7 @@ class LoeCodec(Codec):
             out = Path(tmp) / f"{image.name}.loe"
             t0 = time.perf_counter()
             loe_codec.encode(image.path, out, config=cfg, bpp=bpp, device=self.device, measure_psnr=False,
-                             cache_dir=self._fits.name)
+                             cache_dir=self.fits)
             t1 = time.perf_counter()
             with loe_codec.open(out) as img:
                 decoded = img.decode(device=self.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Mapping
 
 from ..errors import UsageError
@@ -15,8 +16,9 @@ DEFAULT_CODECS = ("loe", "jpeg", "webp", "jpeg2000", "avif", "jpegxl")
 
 
 def make_codecs(names: Iterable[str], device: str = "auto", loe_steps: int | None = None,
-                video: bool = False) -> list[Codec]:
-    """The codecs called ``names`` (in that order, each once); ``device`` and ``loe_steps`` go to loe.
+                video: bool = False, cache: str | os.PathLike | None = None) -> list[Codec]:
+    """The codecs called ``names`` (in that order, each once); ``device``, ``loe_steps`` and ``cache``
+    (a folder that keeps loe's fits between runs, see :class:`~.loe.LoeCodec`) go to loe.
 
     With ``video``, the video codecs (:mod:`.video_codecs`)."""
     out: list[Codec] = []
@@ -24,9 +26,9 @@ def make_codecs(names: Iterable[str], device: str = "auto", loe_steps: int | Non
         if name in (c.name for c in out):
             continue
         if video:
-            out.append(make_video_codec(name, device, loe_steps))
+            out.append(make_video_codec(name, device, loe_steps, cache))
         elif name == "loe":
-            out.append(LoeCodec(device, loe_steps))
+            out.append(LoeCodec(device, loe_steps, cache))
         elif name in CLASSICAL:
             out.append(CLASSICAL[name])
         else:

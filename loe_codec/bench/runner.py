@@ -39,6 +39,18 @@ def check_outputs(points: Sequence[float], *paths: str | os.PathLike | None) -> 
             check_output_location(path)
 
 
+def cache_folder(path: str | os.PathLike) -> Path:
+    """The folder that keeps a run's fits, cuts and frames for later runs (made if missing; its
+    parent must exist)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    if not folder.exists():
+        check_output_location(folder)  # its parent folder exists
+    (folder / "cuts").mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def load_results(path: str | os.PathLike) -> list[dict]:
     """The measurements of an earlier run's JSON (for ``resume``)."""
     try:

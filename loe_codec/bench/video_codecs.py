@@ -17,6 +17,8 @@ PSNR of its decode against the reference frames ``[F, H, W, 3]``.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ from ..config import PRESETS, mlp_baseline
 from ..errors import UsageError
 from .codecs import Codec, Measurement
 from .loe import LoeCodec, LoeSetting, loe_setting
-from .videos import BenchVideo, mean_frame_psnr
+from .videos import BenchVideo, identity, mean_frame_psnr
 
 if TYPE_CHECKING:
     from ..video_presets import VideoConfig
@@ -57,8 +59,9 @@ class LoeVideoCodec(LoeCodec):
 
     settings = ("video@bpp0.06", "video@bpp0.1", "video@bpp0.16")
 
-    def __init__(self, device: str = "auto", steps: int | None = None, mlp: bool = False):
-        super().__init__(device, steps)
+    def __init__(self, device: str = "auto", steps: int | None = None, mlp: bool = False,
+                 cache: str | os.PathLike | None = None):
+        super().__init__(device, steps, cache)
         self.mlp = mlp
         self.name, self.label = ("mlp", "plain MLP") if mlp else ("loe", "loe video")
         as_mlp = f" as a plain MLP of equal parameters at lr {MLP_LEARNING_RATE:g}" if mlp else ""
@@ -88,7 +91,7 @@ class LoeVideoCodec(LoeCodec):
             out = Path(tmp) / f"{video.name}.loe"
             t0 = time.perf_counter()
             encode_video(video.path, out, config=config, steps=steps, bpp=s.bpp, quality=s.quality,
-                         device=self.device, measure_psnr=False, cache_dir=self._fits.name,
+                         device=self.device, measure_psnr=False, cache_dir=self.fits,
                          audio=False)  # pictures only, as the x264 / x265 files hold
             t1 = time.perf_counter()
             with LoeVideo(out) as clip:
@@ -105,9 +108,12 @@ class FramesCodec(LoeCodec):
     label = "loe image per frame"
     settings = ("fast@q30", "fast@q60")
 
-    def __init__(self, device: str = "auto", steps: int | None = None):
-        super().__init__(device, steps)
-        self._frames = tempfile.TemporaryDirectory(prefix="loe-bench-frames-")  # PNGs kept: the fit cache keys
+    def __init__(self, device: str = "auto", steps: int | None = None, cache: str | os.PathLike | None = None):
+        super().__init__(device, steps, cache)
+        # The PNGs stay while the codec lives (the fit cache keys them by path and time); with a cache
+        # folder, in it, for later runs.
+        self._frames = tempfile.TemporaryDirectory(prefix="loe-bench-frames-") if cache is None else None
+        self.frames = self.cache / "frames" if self.cache is not None else Path(self._frames.name)
         self.describe = (f"loe_codec.encode(frame.png, out.loe, config=loe_config(setting), "
                          f"device={self.device!r}) for every frame, bytes summed")
 
@@ -115,15 +121,19 @@ class FramesCodec(LoeCodec):
         LoeSetting.parse(setting, PRESETS, self.name)
 
     def frame_files(self, video: BenchVideo, reference: np.ndarray) -> list[Path]:
-        """The frames as PNG files, written once per video (the same files for every setting)."""
+        """The frames as PNG files, written once per video (the same files for every setting and, with
+        a cache folder, every later run on the same file: the folder is named after its identity)."""
         from ..imageio import write_image
 
-        folder = Path(self._frames.name) / video.name
+        folder = self.frames / f"{video.name}_{identity(video.path)}"
         paths = [folder / f"{k:06d}.png" for k in range(len(reference))]
-        if not folder.exists():
-            folder.mkdir()
+        if not folder.is_dir():
+            partial = folder.with_name(f".{folder.name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
             for path, frame in zip(paths, reference):
-                write_image(frame, path)
+                write_image(frame, partial / path.name)
+            os.replace(partial, folder)
         return paths
 
     def measure(self, video: BenchVideo, setting: str, pixels: np.ndarray | None = None) -> Measurement:
@@ -137,7 +147,7 @@ class FramesCodec(LoeCodec):
                 out = Path(tmp) / f"{k}.loe"
                 t0 = time.perf_counter()
                 loe_codec.encode(frame, out, config=config, bpp=bpp, device=self.device, measure_psnr=False,
-                                 cache_dir=self._fits.name)
+                                 cache_dir=self.fits)
                 t1 = time.perf_counter()
                 with loe_codec.open(out) as img:
                     decoded.append(img.decode(device=self.device))
@@ -186,12 +196,13 @@ VIDEO_CODEC_NAMES = ("loe", "mlp", "frames", "x264", "x265")
 DEFAULT_VIDEO_CODECS = ("loe", "x264", "x265")
 
 
-def make_video_codec(name: str, device: str, steps: int | None) -> Codec:
-    """The video codec called ``name``."""
+def make_video_codec(name: str, device: str, steps: int | None, cache: str | os.PathLike | None = None) -> Codec:
+    """The video codec called ``name`` (``cache``: the loe codecs' folder for fits and frames, see
+    :class:`~loe_codec.bench.loe.LoeCodec`)."""
     if name in ("loe", "mlp"):
-        return LoeVideoCodec(device, steps, mlp=name == "mlp")
+        return LoeVideoCodec(device, steps, mlp=name == "mlp", cache=cache)
     if name == "frames":
-        return FramesCodec(device, steps)
+        return FramesCodec(device, steps, cache)
     if name in ("x264", "x265"):
         return X26xCodec(f"lib{name}")
     raise UsageError(f"unknown video codec {name!r}; choose from {', '.join(VIDEO_CODEC_NAMES)}")

@@ -3,11 +3,13 @@
 A video is measured as a whole: rate in bits per pixel per frame (file bits over
 ``width * height * frames``), quality as the mean of the per-frame PSNRs (RGB,
 8-bit, peak 255). With a frame limit the first ``frames`` frames are cut to a
-lossless FFV1 file, which every codec then codes and is compared with.
+lossless FFV1 file, which every codec then codes and is compared with; a cut already
+in the folder (named after the source's path, size and modification time) is used again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +52,8 @@ def cut_frames(src: str | os.PathLike, dst: str | os.PathLike, frames: int) -> N
 
 def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder: str | os.PathLike
                 ) -> list[BenchVideo]:
-    """The videos of ``inputs``; with ``frames``, each cut to its first ``frames`` frames in ``folder``."""
+    """The videos of ``inputs``; with ``frames``, each cut to its first ``frames`` frames in ``folder``
+    (or the cut an earlier run left there: its name holds the source's identity, :func:`_identity`)."""
     from ..videoio import VideoSource
 
     out: list[BenchVideo] = []
@@ -60,8 +63,11 @@ def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder:
             raise UsageError(f"no such video file: {path}")
         source = VideoSource(path)
         if frames is not None and frames < source.frames:
-            cut = Path(folder) / f"{path.stem}_{frames}f.mkv"
-            cut_frames(path, cut, frames)
+            cut = Path(folder) / f"{path.stem}_{frames}f_{identity(path)}.mkv"
+            if not cut.is_file():  # else the same frames of the same file, cut by an earlier run
+                partial = cut.with_name(f".{cut.stem}.partial.mkv")
+                cut_frames(path, partial, frames)
+                os.replace(partial, cut)
             path, source = cut, VideoSource(cut)
         if source.channels != 3:
             raise UsageError(f"{item}: the benchmark compares RGB videos")
@@ -74,6 +80,13 @@ def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder:
     if not out:
         raise UsageError("no videos given")
     return out
+
+
+def identity(path: Path) -> str:
+    """12 hex digits of the file's resolved path, size and modification time: a changed source gets new cuts."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def mean_frame_psnr(decoded: Iterable[np.ndarray], reference: np.ndarray) -> float:

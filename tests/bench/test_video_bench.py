@@ -36,6 +36,37 @@ def test_video_bench_end_to_end(tmp_path):
     assert "per-frame PSNR" in out.with_suffix(".md").read_text()
 
 
+def test_video_bench_cache_keeps_cuts_fits_and_frames_for_a_later_run(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"  # made by the run
+    first = CliRunner().invoke(app, ["bench", str(CLIP), "-o", str(tmp_path / "a.json"), "--cache", str(cache), *QUICK])
+    assert first.exit_code == 0, first.output
+    cuts = list((cache / "cuts").glob("*.mkv"))
+    frames = [d for d in (cache / "frames").iterdir()]
+    fits = sorted((cache / "fits").glob("batch-*.pt"))
+    assert len(cuts) == 1 and cuts[0].name.startswith("carphone_12f_2f_") and len(frames) == 1
+    assert len(list(frames[0].glob("*.png"))) == 2 and len(fits) == 4  # loe, mlp and each frame's fit
+    stamps = {f: f.stat().st_mtime_ns for f in [*cuts, *fits]}
+
+    from loe_codec.fitcache import FitCache
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("a fit kept in the cache was done again")
+    monkeypatch.setattr(FitCache, "store", no_fitting)
+    second = CliRunner().invoke(app, ["bench", str(CLIP), "-o", str(tmp_path / "b.json"), "--cache", str(cache),
+                                      *QUICK])
+    assert second.exit_code == 0, second.output
+    assert {f: f.stat().st_mtime_ns for f in stamps} == stamps  # the same cut and fits, untouched
+    a, b = (json.loads((tmp_path / n).read_text())["results"] for n in ("a.json", "b.json"))
+    assert [(r["codec"], r["bytes"], r["psnr"]) for r in a] == [(r["codec"], r["bytes"], r["psnr"]) for r in b]
+
+
+def test_video_bench_cache_must_be_a_folder_in_an_existing_one(tmp_path):
+    for cache, text in ((tmp_path / "no" / "cache", "does not exist"), (CLIP, "not a folder")):
+        result = CliRunner().invoke(app, ["bench", str(CLIP), "-o", str(tmp_path / "v.json"), "--cache", str(cache),
+                                          *QUICK])
+        assert result.exit_code == 2 and text in result.stderr, result.output
+
+
 @pytest.mark.parametrize("args, text", [
     (["-c", "jpeg"], "unknown video codec"),
     (["-c", "loe", "-s", "loe=balanced"], "unknown setting"),
