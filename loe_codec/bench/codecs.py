@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,6 +54,9 @@ class Codec:
     label: str = ""
     settings: tuple[str, ...] = ()
     describe: str = ""  # the exact call / parameters, recorded in the results
+    # Set by the runner while a measurement runs: ``progress(stage, done, total)`` of a long encode's stages
+    # (loe's fit: hours on a CPU for a video); codecs whose encodes are quick ignore it.
+    progress: "Callable[[str, float, float], None] | None" = None
 
     def check_setting(self, setting: str) -> None:
         """Raise :class:`~loe_codec.errors.UsageError` if ``setting`` is not valid for this codec."""

@@ -120,7 +120,7 @@ class LoeCodec(Codec):
             out = Path(tmp) / f"{image.name}.loe"
             t0 = time.perf_counter()
             loe_codec.encode(image.path, out, config=cfg, bpp=bpp, device=self.device, measure_psnr=False,
-                             cache_dir=self.fits)
+                             cache_dir=self.fits, progress=self.progress)
             t1 = time.perf_counter()
             with loe_codec.open(out) as img:
                 decoded = img.decode(device=self.device)

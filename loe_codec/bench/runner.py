@@ -86,6 +86,13 @@ def write_json(run: Mapping, path: str | os.PathLike) -> None:
         Path(tmp).write_text(dumps(run))
 
 
+def _stage_progress(progress: ProgressFn, count: int, total: int, what: str) -> Callable[[str, float, float], None]:
+    """A codec's ``progress(stage, done, total)`` shown in the run's: the measurement, its stage and percent."""
+    def report(stage: str, done: float, stage_total: float) -> None:
+        progress(count, total, f"{what}: {stage} {100 * done / max(stage_total, 1):.0f}%")
+    return report
+
+
 def run_bench(images: Sequence[BenchImage | BenchVideo], codecs: Sequence[Codec], settings: Mapping[str, Sequence[str]],
               out: str | os.PathLike, *, points: Sequence[float] = DEFAULT_POINTS, command: str = "",
               resume: bool = False, bd: BdSpec = BdSpec(),
@@ -128,9 +135,14 @@ def run_bench(images: Sequence[BenchImage | BenchVideo], codecs: Sequence[Codec]
         count += sum(len(settings[c.name]) for c in codecs) - len(todo)  # resumed ones
         pixels = im.pixels() if todo else None
         for c, s in todo:
+            what = f"{im.name} {c.name} {s}"
             if progress:
-                progress(count, total, f"{im.name} {c.name} {s}")
-            run["results"].append(dataclasses.asdict(c.measure(im, s, pixels)))
+                progress(count, total, what)
+                c.progress = _stage_progress(progress, count, total, what)
+            try:
+                run["results"].append(dataclasses.asdict(c.measure(im, s, pixels)))
+            finally:
+                c.progress = None
             count += 1
             write_json(run, out)  # after every measurement: a long run keeps what it measured
     if progress:

@@ -91,7 +91,7 @@ class LoeVideoCodec(LoeCodec):
             out = Path(tmp) / f"{video.name}.loe"
             t0 = time.perf_counter()
             encode_video(video.path, out, config=config, steps=steps, bpp=s.bpp, quality=s.quality,
-                         device=self.device, measure_psnr=False, cache_dir=self.fits,
+                         device=self.device, measure_psnr=False, cache_dir=self.fits, progress=self.progress,
                          audio=False)  # pictures only, as the x264 / x265 files hold
             t1 = time.perf_counter()
             with LoeVideo(out) as clip:
@@ -143,11 +143,12 @@ class FramesCodec(LoeCodec):
         config, bpp = self.config(setting), loe_setting(setting)[1]
         size, encode_s, decode_s, decoded = 0, 0.0, 0.0, []
         with tempfile.TemporaryDirectory(prefix="loe-bench-") as tmp:
-            for k, frame in enumerate(self.frame_files(video, reference)):
+            files = self.frame_files(video, reference)
+            for k, frame in enumerate(files):
                 out = Path(tmp) / f"{k}.loe"
                 t0 = time.perf_counter()
                 loe_codec.encode(frame, out, config=config, bpp=bpp, device=self.device, measure_psnr=False,
-                                 cache_dir=self.fits)
+                                 cache_dir=self.fits, progress=self._frame_progress(k, len(files)))
                 t1 = time.perf_counter()
                 with loe_codec.open(out) as img:
                     decoded.append(img.decode(device=self.device))
@@ -156,6 +157,14 @@ class FramesCodec(LoeCodec):
                 size += out.stat().st_size
         return Measurement.create(video, self.name, setting, size, mean_frame_psnr(decoded, reference),
                                   encode_s, decode_s)
+
+
+    def _frame_progress(self, frame: int, frames: int):
+        """The runner's stage progress with the frame named (each frame's encode has its own stages)."""
+        if self.progress is None:
+            return None
+        outer = self.progress
+        return lambda stage, done, total: outer(f"frame {frame + 1}/{frames} {stage}", done, total)
 
 
 class X26xCodec(Codec):

@@ -60,6 +60,20 @@ def test_video_bench_cache_keeps_cuts_fits_and_frames_for_a_later_run(tmp_path, 
     assert [(r["codec"], r["bytes"], r["psnr"]) for r in a] == [(r["codec"], r["bytes"], r["psnr"]) for r in b]
 
 
+def test_video_bench_shows_the_stages_of_loe_encodes(tmp_path):
+    """A measurement that takes hours says how far its fit is, frame by frame for per-frame images."""
+    from loe_codec.bench import make_codecs, open_videos, run_bench
+
+    videos = open_videos([CLIP], 2, tmp_path)
+    codecs = make_codecs(["loe", "frames"], "cpu", video=True)
+    seen = []
+    run_bench(videos, codecs, {"loe": ("video-fast/4@bpp2",), "frames": ("fast/4@q50",)}, tmp_path / "v.json",
+              points=[2.0], progress=lambda done, total, what: seen.append((done, total, what)))
+    assert ("0", "carphone_12f loe video-fast/4@bpp2: fit 100%") in {(str(d), w) for d, t, w in seen}
+    assert any(w.startswith("carphone_12f frames fast/4@q50: frame 2/2 fit") for d, t, w in seen)
+    assert seen[-1] == (2, 2, "done") and all(c.progress is None for c in codecs)
+
+
 def test_video_bench_cache_must_be_a_folder_in_an_existing_one(tmp_path):
     for cache, text in ((tmp_path / "no" / "cache", "does not exist"), (CLIP, "not a folder")):
         result = CliRunner().invoke(app, ["bench", str(CLIP), "-o", str(tmp_path / "v.json"), "--cache", str(cache),
