@@ -14,11 +14,13 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from .config import CodecConfig
+from .errors import CodecRuntimeError
 from .files import atomic_output
 from .model import TiledLoE
 from .rate import Probe
@@ -51,8 +53,13 @@ class FitSnapshots:
         return time.monotonic() - self.last >= self.every
 
     def save(self, state: dict) -> None:
-        with atomic_output(self.path) as tmp:
-            torch.save(state, tmp)
+        """Keep ``state``; a snapshot that cannot be written (a full disk) is only warned about: the fit
+        goes on, and tries again at the next due time."""
+        try:
+            with atomic_output(self.path) as tmp:
+                torch.save(state, tmp)
+        except (OSError, CodecRuntimeError) as exc:  # atomic_output turns an OSError into the latter
+            warnings.warn(f"could not save the fit's snapshot {self.path} ({exc}); the fit goes on without it")
         self.last = time.monotonic()
 
     def discard(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from loe_codec.config import CodecConfig, FitConfig, ModelConfig
@@ -37,3 +38,16 @@ def test_a_snapshot_is_saved_only_when_due(tmp_path):
     snaps = cache.snapshots("k", every_seconds=3600.0)
     fit_tiles(CONFIG.model, dataclasses.replace(CONFIG.fit, steps=5), two_tile_targets(), snapshots=snaps)
     assert not snaps.path.exists() and snaps.load() is None
+
+
+def test_a_snapshot_that_cannot_be_written_is_warned_about_and_the_fit_goes_on(tmp_path, monkeypatch):
+    snaps = FitCache(tmp_path).snapshots("k", every_seconds=0.0)
+    plain = fit_tiles(CONFIG.model, CONFIG.fit, two_tile_targets())
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.warns(UserWarning, match="could not save the fit's snapshot"):
+        model = fit_tiles(CONFIG.model, CONFIG.fit, two_tile_targets(), snapshots=snaps)
+    assert not snaps.path.exists() and not list(tmp_path.iterdir())  # no torn file left either
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), plain.parameters()))
