@@ -29,6 +29,13 @@ CACHE_VERSION = 3  # 2: initial weights from the seeded reference generator; 3: 
 SNAPSHOT_SECONDS = 300.0  # a fit being killed loses at most about this much of its work
 
 
+def source_identity(source: str | os.PathLike) -> dict:
+    """What names a source file's contents without reading them: its resolved path, size and
+    modification time (ns)."""
+    stat = Path(source).stat()
+    return {"source": str(Path(source).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+
+
 class FitSnapshots:
     """One batch's fit state in a file, saved every ``every_seconds`` (:class:`loe_codec.fit.Snapshots`).
 
@@ -78,11 +85,10 @@ class FitCache:
         """The batch's name: ``cuda:1`` counts as ``cuda`` (a batch fitted by another rank is found).
 
         ``extra``: more settings the fit depends on (a video's time chunks)."""
-        stat = Path(source).stat()
         cfg = config.to_dict()
-        identity = {"v": CACHE_VERSION, "source": str(Path(source).resolve()), "size": stat.st_size,
-                    "mtime": stat.st_mtime_ns, "model": cfg["model"], "fit": cfg["fit"], "tile": cfg["tile"],
-                    "tiles": tiles, "device": torch.device(device).type, "torch": torch.__version__}
+        identity = {"v": CACHE_VERSION, **source_identity(source), "model": cfg["model"], "fit": cfg["fit"],
+                    "tile": cfg["tile"], "tiles": tiles, "device": torch.device(device).type,
+                    "torch": torch.__version__}
         if extra:
             identity["extra"] = extra
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]

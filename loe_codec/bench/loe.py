@@ -81,7 +81,7 @@ class LoeCodec(Codec):
 
     ``steps`` (optional) overrides the fitting steps of every setting, for quick checks.
     ``cache`` (optional): a folder whose ``fits`` subfolder keeps the fits (and snapshots) between
-    runs; by default they live in a temporary folder removed with the codec.
+    runs; by default they live in a temporary folder removed with the codec (``self.folder`` either way).
     Bytes are the whole file's; encode seconds are the encode call (fit,
     quantize, write; the encoder's own PSNR check is off); decode seconds open
     the file and decode the full image.
@@ -96,9 +96,9 @@ class LoeCodec(Codec):
 
         self.device = resolve_device(device)
         self.steps = steps
-        self.cache = None if cache is None else Path(cache)
-        self._temporary = tempfile.TemporaryDirectory(prefix="loe-bench-fits-") if cache is None else None
-        self.fits = self.cache / "fits" if self.cache is not None else Path(self._temporary.name)
+        self._temporary = tempfile.TemporaryDirectory(prefix="loe-bench-") if cache is None else None
+        self.folder = Path(cache) if cache is not None else Path(self._temporary.name)  # fits and frames
+        self.fits = self.folder / "fits"
         if steps is not None and steps < 0:
             raise UsageError(f"loe steps must be >= 0, got {steps}")
         self.describe = (f"loe_codec.encode(src, out.loe, config=loe_config(setting), device={self.device!r})"

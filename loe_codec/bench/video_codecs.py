@@ -110,10 +110,9 @@ class FramesCodec(LoeCodec):
 
     def __init__(self, device: str = "auto", steps: int | None = None, cache: str | os.PathLike | None = None):
         super().__init__(device, steps, cache)
-        # The PNGs stay while the codec lives (the fit cache keys them by path and time); with a cache
-        # folder, in it, for later runs.
-        self._frames = tempfile.TemporaryDirectory(prefix="loe-bench-frames-") if cache is None else None
-        self.frames = self.cache / "frames" if self.cache is not None else Path(self._frames.name)
+        # The PNGs stay while the codec's folder does (the fit cache keys them by path and time): with a
+        # cache folder, for later runs.
+        self.frames = self.folder / "frames"
         self.describe = (f"loe_codec.encode(frame.png, out.loe, config=loe_config(setting), "
                          f"device={self.device!r}) for every frame, bytes summed")
 
@@ -157,7 +156,6 @@ class FramesCodec(LoeCodec):
                 size += out.stat().st_size
         return Measurement.create(video, self.name, setting, size, mean_frame_psnr(decoded, reference),
                                   encode_s, decode_s)
-
 
     def _frame_progress(self, frame: int, frames: int):
         """The runner's stage progress with the frame named (each frame's encode has its own stages)."""

@@ -18,6 +18,8 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import UsageError
+from ..files import atomic_output
+from ..fitcache import source_identity
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def cut_frames(src: str | os.PathLike, dst: str | os.PathLike, frames: int) -> N
 def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder: str | os.PathLike
                 ) -> list[BenchVideo]:
     """The videos of ``inputs``; with ``frames``, each cut to its first ``frames`` frames in ``folder``
-    (or the cut an earlier run left there: its name holds the source's identity, :func:`_identity`)."""
+    (or the cut an earlier run left there: its name holds the source's :func:`identity`)."""
     from ..videoio import VideoSource
 
     out: list[BenchVideo] = []
@@ -65,9 +67,8 @@ def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder:
         if frames is not None and frames < source.frames:
             cut = Path(folder) / f"{path.stem}_{frames}f_{identity(path)}.mkv"
             if not cut.is_file():  # else the same frames of the same file, cut by an earlier run
-                partial = cut.with_name(f".{cut.stem}.partial.mkv")
-                cut_frames(path, partial, frames)
-                os.replace(partial, cut)
+                with atomic_output(cut) as partial:
+                    cut_frames(path, partial, frames)
             path, source = cut, VideoSource(cut)
         if source.channels != 3:
             raise UsageError(f"{item}: the benchmark compares RGB videos")
@@ -84,8 +85,8 @@ def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder:
 
 def identity(path: Path) -> str:
     """12 hex digits of the file's resolved path, size and modification time: a changed source gets new cuts."""
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    source = source_identity(path)
+    key = f"{source['source']}|{source['size']}|{source['mtime']}"
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
