@@ -54,6 +54,20 @@ class RateTarget:
             raise UsageError(f"the PSNR target must be a number of dB in (0, 100), got {self.psnr}")
 
 
+OVERSHOOT_NOTE = 1.1  # a file this much above its bpp target says why
+
+
+def overshoot_note(target: RateTarget, bpp: float, header_bpp: float, preset: str, what: str) -> str | None:
+    """What to tell the user when a file of ``bpp`` came out well above the ``bpp`` target (its header
+    and tables alone ``header_bpp``): the coarsest quantization of the preset's networks still costs more
+    than the target on a source this small. None where the target was met."""
+    if target.bpp is None or bpp <= OVERSHOOT_NOTE * target.bpp:
+        return None
+    return (f"{target.bpp:g} bpp cannot be reached: at its coarsest the {preset} preset codes this {what} in "
+            f"{bpp:.3g} bpp, {header_bpp:.3g} of them the file's header and tables (which weigh less on a "
+            "larger source)")
+
+
 @dataclass(frozen=True)
 class EncodeResult:
     """What an encode produced."""
@@ -436,6 +450,9 @@ def encode_image(source_path: str, output_path: str, config: CodecConfig, device
             psnr = errors.psnr()
             stats["psnr"] = round(psnr, 4)
         size = write_codec(output_path, make_header(image, config, stats), blobs)
-        result = EncodeResult(str(output_path), size, bits_per_pixel(size, image.width, image.height), psnr,
-                              len(grid), time.perf_counter() - started, tuple(notes))
+        bpp = bits_per_pixel(size, image.width, image.height)
+        header_bpp = bits_per_pixel(size - sum(b.size for b in blobs), image.width, image.height)
+        note = overshoot_note(target, bpp, header_bpp, config.preset, "image")
+        result = EncodeResult(str(output_path), size, bpp, psnr, len(grid), time.perf_counter() - started,
+                              tuple(notes + ([note] if note else [])))
     return ranks.from_main(result)

@@ -30,7 +30,7 @@ import numpy as np
 from . import __version__
 from .config import CodecConfig
 from .decode import TileCache
-from .encode import BlobSource, StageProgressFn, with_channels
+from .encode import BlobSource, StageProgressFn, overshoot_note, with_channels
 from .audio import AudioTrack, AudioWarning, copy_audio
 from .errors import UsageError
 from .files import check_output_location
@@ -156,9 +156,12 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
     if temporary_cache:
         shutil.rmtree(cache_dir, ignore_errors=True)
     sound = 0 if track is None else len(track.data)
-    return VideoEncodeResult(output, size, bits_per_voxel(size - sound, src.width, src.height, src.frames), psnr,
+    bpp_ = bits_per_voxel(size - sound, src.width, src.height, src.frames)
+    header_bpp = bits_per_voxel(size - sound - sum(b.numel() for b in blobs), src.width, src.height, src.frames)
+    note = overshoot_note(target, bpp_, header_bpp, config_.preset, "video")
+    return VideoEncodeResult(output, size, bpp_, psnr,
                              src.frames, float(src.fps), len(grid), header.source.audio,
-                             _time.perf_counter() - started, tuple(notes), sound,
+                             _time.perf_counter() - started, tuple(notes + ([note] if note else [])), sound,
                              "none" if header.motion is None else "global")
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import loe_codec
 from loe_codec.api import resolve_device
+from loe_codec.encode import RateTarget, overshoot_note
 from loe_codec.errors import UsageError
 from support import read_array, tiny_config
 
@@ -260,6 +261,23 @@ def test_unreachable_psnr_target_is_coded_near_the_ceiling_with_a_note(encoded, 
     assert result.bytes < 0.9 * finest.bytes
     assert result.psnr > finest.psnr - 0.5
     assert default.notes == ()
+
+
+def test_unreachable_bpp_target_says_so(encoded, tmp_path):
+    _, png, _ = encoded
+    result = loe_codec.encode(png, tmp_path / "tiny.loe", config=tiny_config(steps=20), bpp=0.001, device="cpu")
+    assert result.bpp > 0.01
+    assert len(result.notes) == 1 and "0.001 bpp cannot be reached" in result.notes[0]
+    reachable = loe_codec.encode(png, tmp_path / "ok.loe", config=tiny_config(steps=20), bpp=1.1 * result.bpp,
+                                 device="cpu")
+    assert reachable.notes == ()
+
+
+def test_overshoot_note_only_well_above_the_target():
+    assert overshoot_note(RateTarget(bpp=1.0), 1.09, 0.5, "fast", "image") is None
+    assert overshoot_note(RateTarget(psnr=30.0), 5.0, 0.5, "fast", "image") is None
+    note = overshoot_note(RateTarget(bpp=1.0), 1.2, 0.5, "fast", "image")
+    assert "1 bpp cannot be reached" in note and "1.2 bpp" in note and "0.5 of them" in note
 
 
 def test_rate_choices_are_exclusive(crop_png, tmp_path):

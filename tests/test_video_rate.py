@@ -32,6 +32,7 @@ def _encode(tmp_path, name: str, **rate):
 def test_bpp_target_lands_within_5_percent(tmp_path, bpp):
     result = _encode(tmp_path, "b", bpp=bpp)
     assert abs(result.bpp - bpp) / bpp < 0.05, result
+    assert not result.notes
     with LoeVideo(result.path) as clip:
         assert clip.info()["bpp"] == pytest.approx(result.bpp)
         assert clip.config.quant.slope != tiny_video_config().codec.quant.slope  # the solved slope is stored
@@ -45,6 +46,13 @@ def test_psnr_target_reached_or_noted(tmp_path):
     assert reachable.bytes < full.bytes  # the lowest rate that reaches it, not the finest steps
     beyond = _encode(tmp_path, "x", psnr=60.0)
     assert beyond.notes and "below the 60 dB asked" in beyond.notes[0] and "video" in beyond.notes[0]
+
+
+def test_unreachable_bpp_target_says_so(tmp_path):
+    # 27 blocks' headers and tables on a 12-frame 88x72 clip: far above 0.01 bpp at the coarsest steps.
+    result = _encode(tmp_path, "small", bpp=0.01)
+    assert result.bpp > 0.5
+    assert len(result.notes) == 1 and "0.01 bpp cannot be reached" in result.notes[0] and "video" in result.notes[0]
 
 
 def test_quality_is_monotone_in_size(tmp_path):
