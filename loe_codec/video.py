@@ -140,6 +140,10 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
             header = header.with_motion(path)
     grid = header.grid
     notes: list[str] = []
+    if src.irregular_intervals is not None:
+        shortest, longest = src.irregular_intervals
+        notes.append(f"the source's frame rate varies (frames {1000 * shortest:.4g} to {1000 * longest:.4g} ms "
+                     f"apart); the file holds its {src.frames} frames at a constant {float(src.fps):.6g} fps")
     cache_dir, temporary_cache = resume_cache(output, cache_dir, resume)
     cache = FitCache(cache_dir) if cache_dir is not None else None
     blobs, config_ = fit_and_pack_video(src, header, device, progress, target, notes, cache)

@@ -75,7 +75,10 @@ class VideoSource:
     Attributes: ``width``, ``height``, ``channels`` (3: RGB), ``frames``,
     ``fps`` (a :class:`~fractions.Fraction`), ``duration`` (seconds, ``frames / fps``),
     ``audio_streams`` (how many audio streams the file holds), ``start_time`` (seconds, a
-    :class:`~fractions.Fraction`: the video stream's first timestamp, where its audio lines up).
+    :class:`~fractions.Fraction`: the video stream's first timestamp, where its audio lines up),
+    ``irregular_intervals`` (a variable frame rate: the shortest and longest time between two frames,
+    in seconds, where one is half a frame or more off ``1 / fps``; None for a constant rate or where
+    the stream has no timestamps). Frames are counted as they come, at ``fps``.
     """
 
     channels = 3
@@ -93,7 +96,9 @@ class VideoSource:
                 start = stream.start_time if stream.start_time is not None else 0
                 self.start_time = Fraction(start) * Fraction(stream.time_base or 0)
                 # Count by decoding: container frame counts are missing (mkv, webm) or off (edit lists).
-                self.frames = sum(1 for _ in container.decode(stream))
+                stamps = [frame.pts for frame in container.decode(stream)]
+                self.frames = len(stamps)
+                time_base = Fraction(stream.time_base or 0)
         except UsageError:
             raise
         except Exception as exc:  # av.error.* for unreadable or damaged files
@@ -104,6 +109,7 @@ class VideoSource:
             raise UsageError(f"{self.path}: the video stream holds no decodable frames")
         self.fps = Fraction(rate)
         self.duration = float(self.frames / self.fps)
+        self.irregular_intervals = _irregular_intervals(stamps, time_base, self.fps)
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         """Every frame in order, as uint8 RGB ``[height, width, 3]`` (one in memory at a time)."""
@@ -126,6 +132,20 @@ class VideoSource:
             raise UsageError(f"cannot decode {self.path} ({_first_line(exc)})") from None
         if count != self.frames:
             raise CodecRuntimeError(f"{self.path}: decoded {count} frames, {self.frames} were counted")
+
+
+IRREGULAR_INTERVAL = 0.5  # a frame interval this many frames off 1 / fps makes a stream variable-rate
+
+
+def _irregular_intervals(stamps: list[int | None], time_base: Fraction,
+                         fps: Fraction) -> tuple[float, float] | None:
+    """``(shortest, longest)`` seconds between consecutive frames where the stream's rate varies, else None."""
+    if len(stamps) < 2 or not time_base or any(s is None for s in stamps):
+        return None
+    gaps = np.diff(np.asarray(stamps, dtype=np.int64)) * float(time_base)
+    if np.abs(gaps * float(fps) - 1).max() < IRREGULAR_INTERVAL:
+        return None
+    return float(gaps.min()), float(gaps.max())
 
 
 class FrameWindows:

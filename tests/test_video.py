@@ -66,6 +66,33 @@ def test_source_facts_and_streaming():
     assert len(frames) == 12 and frames[0].shape == (72, 88, 3) and frames[0].dtype == np.uint8
 
 
+def _write_timed_clip(path, stamps_ms: list[int]) -> None:
+    """A 32x24 H.264 clip in Matroska whose frames carry the given timestamps (milliseconds)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for k, pts in enumerate(stamps_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 20 * k, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_variable_frame_rate_is_noted(tmp_path):
+    steady, varying = tmp_path / "steady.mkv", tmp_path / "varying.mkv"
+    _write_timed_clip(steady, [0, 40, 80, 121, 160, 200])  # a millisecond of rounding is no variation
+    _write_timed_clip(varying, [0, 53, 106, 120, 173, 226])
+    assert VideoSource(steady).irregular_intervals is None and VideoSource(CLIP).irregular_intervals is None
+    assert VideoSource(varying).irregular_intervals == pytest.approx((0.014, 0.053))
+    cfg = tiny_video_config(steps=5)
+    result = encode_video(varying, tmp_path / "v.loe", config=cfg, device="cpu", measure_psnr=False)
+    assert any("frame rate varies (frames 14 to 53 ms apart)" in n and "6 frames" in n for n in result.notes)
+    assert not encode_video(steady, tmp_path / "s.loe", config=cfg, device="cpu", measure_psnr=False).notes
+
+
 def test_frame_windows_keep_only_the_current_window():
     windows = FrameWindows(iter([np.full((2, 2, 3), k, np.uint8) for k in range(10)]))
     assert windows.window(0, 4)[:, 0, 0, 0].tolist() == [0, 1, 2, 3]
