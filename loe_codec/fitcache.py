@@ -4,12 +4,13 @@ An encode that is killed and restarted with the same cache skips the batches
 it finished and takes up the batch it was fitting from its last snapshot
 (resumable encodes), and encodes of one image at several rates share one fit
 (the fit does not depend on the quantization settings). A batch is keyed by the
-source file (path, size, modification time), the tiles and every setting the
-fit depends on.
+source file's contents (:func:`source_identity`: a copied, moved or touched file
+keeps its fits), the tiles and every setting the fit depends on.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,11 +30,36 @@ CACHE_VERSION = 3  # 2: initial weights from the seeded reference generator; 3: 
 SNAPSHOT_SECONDS = 300.0  # a fit being killed loses at most about this much of its work
 
 
+HASH_CHUNK = 8 << 20
+
+
 def source_identity(source: str | os.PathLike) -> dict:
-    """What names a source file's contents without reading them: its resolved path, size and
-    modification time (ns)."""
+    """What names a source file's contents: its size and SHA-256 (hashed once per process for a path, size and
+    modification time). Not its path or time: a source copied again (its data re-provisioned, rsynced,
+    moved) keeps its cuts and fits, which an identity by modification time lost."""
+    path = Path(source).resolve()
+    stat = path.stat()
+    return {"size": stat.st_size, "sha256": _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)}
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def legacy_source_identity(source: str | os.PathLike) -> dict:
+    """The identity caches were keyed by until 2026-12-06 (resolved path, size, modification time in ns): what
+    batches an earlier loe-codec stored are named by (:meth:`FitCache.key` adopts them)."""
     stat = Path(source).stat()
     return {"source": str(Path(source).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+
+
+def _digest(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class FitSnapshots:
@@ -86,12 +112,24 @@ class FitCache:
 
         ``extra``: more settings the fit depends on (a video's time chunks)."""
         cfg = config.to_dict()
-        identity = {"v": CACHE_VERSION, **source_identity(source), "model": cfg["model"], "fit": cfg["fit"],
-                    "tile": cfg["tile"], "tiles": tiles, "device": torch.device(device).type,
-                    "torch": torch.__version__}
+        fields = {"v": CACHE_VERSION, "model": cfg["model"], "fit": cfg["fit"], "tile": cfg["tile"], "tiles": tiles,
+                  "device": torch.device(device).type, "torch": torch.__version__}
         if extra:
-            identity["extra"] = extra
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+            fields["extra"] = extra
+        key = _digest({**fields, **source_identity(source)})
+        self._adopt(_digest({**fields, **legacy_source_identity(source)}), key)
+        return key
+
+    def _adopt(self, legacy: str, key: str) -> None:
+        """Rename the batch (or snapshot) a version keying by path and modification time stored as
+        ``legacy`` to ``key``, unless ``key`` has its own."""
+        for name in (self._path, lambda k: self.snapshots(k).path):
+            old, new = name(legacy), name(key)
+            if old.is_file() and not new.exists():
+                try:
+                    os.replace(old, new)
+                except OSError:
+                    pass  # then it is fitted again
 
     def _path(self, key: str) -> Path:
         return self.directory / f"batch-{key}.pt"

@@ -51,3 +51,51 @@ def test_a_snapshot_that_cannot_be_written_is_warned_about_and_the_fit_goes_on(t
         model = fit_tiles(CONFIG.model, CONFIG.fit, two_tile_targets(), snapshots=snaps)
     assert not snaps.path.exists() and not list(tmp_path.iterdir())  # no torn file left either
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), plain.parameters()))
+
+
+def _old_key(src, config, tiles) -> str:
+    """The key as loe-codec computed it until 2026-12-06 (written out here, not imported)."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+    cfg, stat = config.to_dict(), os.stat(src)
+    identity = {"v": 3, "source": str(Path(src).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
+                "model": cfg["model"], "fit": cfg["fit"], "tile": cfg["tile"], "tiles": tiles, "device": "cpu",
+                "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def test_the_key_follows_the_contents_not_the_path_or_time(tmp_path):
+    import os
+    import shutil
+    cache = FitCache(tmp_path / "cache")
+    src = tmp_path / "img.bin"
+    src.write_bytes(b"pixels" * 1000)
+    key = cache.key(src, CONFIG, [0, 1], "cpu")
+    copy = tmp_path / "elsewhere" / "copy.bin"
+    copy.parent.mkdir()
+    shutil.copyfile(src, copy)
+    os.utime(copy, ns=(1, 1))
+    assert cache.key(copy, CONFIG, [0, 1], "cpu") == key  # re-provisioned, moved, touched: the same fits
+    changed = bytearray(src.read_bytes())
+    changed[3000] ^= 1  # one bit, same size
+    src.write_bytes(bytes(changed))
+    assert cache.key(src, CONFIG, [0, 1], "cpu") != key
+
+
+def test_a_batch_and_a_snapshot_stored_under_the_old_key_are_adopted(tmp_path):
+    cache = FitCache(tmp_path / "cache")
+    src = tmp_path / "img.bin"
+    src.write_bytes(b"pixels")
+    old, old_other = _old_key(src, CONFIG, [0, 1]), _old_key(src, CONFIG, [2, 3])
+    model = fit_tiles(CONFIG.model, CONFIG.fit, two_tile_targets())
+    probe = Probe(torch.zeros(4, dtype=torch.long), torch.zeros(4, 2), torch.zeros(4, 3), torch.ones(2))
+    cache.store(old, model, torch.ones(2, 3), probe)
+    fit_tiles(CONFIG.model, CONFIG.fit, two_tile_targets(), snapshots=cache.snapshots(old_other, 0.0))
+    snapshot = cache.snapshots(old_other).path.read_bytes()
+    key, other = cache.key(src, CONFIG, [0, 1], "cpu"), cache.key(src, CONFIG, [2, 3], "cpu")
+    assert key != old and not (tmp_path / "cache" / f"batch-{old}.pt").exists()
+    loaded, _, _ = cache.load(key, CONFIG)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.parameters(), model.parameters()))
+    assert cache.snapshots(other).path.read_bytes() == snapshot and not cache.snapshots(old_other).path.exists()

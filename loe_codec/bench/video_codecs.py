@@ -30,7 +30,7 @@ from ..config import PRESETS, mlp_baseline
 from ..errors import UsageError
 from .codecs import Codec, Measurement
 from .loe import LoeCodec, LoeSetting, loe_setting
-from .videos import BenchVideo, identity, mean_frame_psnr
+from .videos import BenchVideo, adopted, identity, legacy_identity, mean_frame_psnr
 
 if TYPE_CHECKING:
     from ..video_presets import VideoConfig
@@ -124,7 +124,8 @@ class FramesCodec(LoeCodec):
         a cache folder, every later run on the same file: the folder is named after its identity)."""
         from ..imageio import write_image
 
-        folder = self.frames / f"{video.name}_{identity(video.path)}"
+        folder = adopted(self.frames / f"{video.name}_{identity(video.path)}",
+                         self.frames / f"{video.name}_{legacy_identity(video.path)}")
         paths = [folder / f"{k:06d}.png" for k in range(len(reference))]
         if not folder.is_dir():
             partial = folder.with_name(f".{folder.name}.partial")

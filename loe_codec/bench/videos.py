@@ -4,7 +4,7 @@ A video is measured as a whole: rate in bits per pixel per frame (file bits over
 ``width * height * frames``), quality as the mean of the per-frame PSNRs (RGB,
 8-bit, peak 255). With a frame limit the first ``frames`` frames are cut to a
 lossless FFV1 file, which every codec then codes and is compared with; a cut already
-in the folder (named after the source's path, size and modification time) is used again.
+in the folder (named after the source's contents: :func:`identity`) is used again.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..files import atomic_output
-from ..fitcache import source_identity
+from ..fitcache import legacy_source_identity, source_identity
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder:
             raise UsageError(f"no such video file: {path}")
         source = VideoSource(path)
         if frames is not None and frames < source.frames:
-            cut = Path(folder) / f"{path.stem}_{frames}f_{identity(path)}.mkv"
+            cut = adopted(Path(folder) / f"{path.stem}_{frames}f_{identity(path)}.mkv",
+                          Path(folder) / f"{path.stem}_{frames}f_{legacy_identity(path)}.mkv")
             if not cut.is_file():  # else the same frames of the same file, cut by an earlier run
                 with atomic_output(cut) as partial:
                     cut_frames(path, partial, frames)
@@ -84,10 +85,26 @@ def open_videos(inputs: Iterable[str | os.PathLike], frames: int | None, folder:
 
 
 def identity(path: Path) -> str:
-    """12 hex digits of the file's resolved path, size and modification time: a changed source gets new cuts."""
-    source = source_identity(path)
-    key = f"{source['source']}|{source['size']}|{source['mtime']}"
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+    """12 hex digits of the file's contents (:func:`loe_codec.fitcache.source_identity`): a changed source gets
+    new cuts, a copied one keeps them."""
+    return source_identity(path)["sha256"][:12]
+
+
+def legacy_identity(path: Path) -> str:
+    """What :func:`identity` was until 2026-12-06 (of the path, size and modification time): the name of
+    cuts and frames an earlier loe-codec left in a cache."""
+    source = legacy_source_identity(path)
+    return hashlib.sha256(f"{source['source']}|{source['size']}|{source['mtime']}".encode()).hexdigest()[:12]
+
+
+def adopted(path: Path, legacy: Path) -> Path:
+    """``path``, renamed from ``legacy`` (the same thing under its old name) where only that exists."""
+    if legacy.exists() and not path.exists():
+        try:
+            os.replace(legacy, path)
+        except OSError:
+            pass  # then it is made again
+    return path
 
 
 def mean_frame_psnr(decoded: Iterable[np.ndarray], reference: np.ndarray) -> float:

@@ -4,6 +4,8 @@ Tiny settings (a few fitting steps, the first 4 frames): the plumbing, not the q
 """
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,21 @@ def test_video_bench_cache_keeps_cuts_fits_and_frames_for_a_later_run(tmp_path, 
     assert {f: f.stat().st_mtime_ns for f in stamps} == stamps  # the same cut and fits, untouched
     a, b = (json.loads((tmp_path / n).read_text())["results"] for n in ("a.json", "b.json"))
     assert [(r["codec"], r["bytes"], r["psnr"]) for r in a] == [(r["codec"], r["bytes"], r["psnr"]) for r in b]
+
+    # The source copied again (re-provisioned data: another path, a new modification time), and the cut under
+    # the name an earlier loe-codec gave it (of the source's path and time): both found, nothing fitted again.
+    from loe_codec.bench.videos import legacy_identity
+    copy = tmp_path / "again" / CLIP.name
+    copy.parent.mkdir()
+    shutil.copyfile(CLIP, copy)
+    os.utime(copy, ns=(10**18, 10**18))
+    cuts[0].rename(cuts[0].with_name(f"carphone_12f_2f_{legacy_identity(copy)}.mkv"))
+    third = CliRunner().invoke(app, ["bench", str(copy), "-o", str(tmp_path / "c.json"), "--cache", str(cache),
+                                     *QUICK])
+    assert third.exit_code == 0, third.output
+    assert sorted((cache / "cuts").glob("*.mkv")) == cuts  # renamed back, not cut again
+    c = json.loads((tmp_path / "c.json").read_text())["results"]
+    assert [(r["codec"], r["bytes"], r["psnr"]) for r in c] == [(r["codec"], r["bytes"], r["psnr"]) for r in a]
 
 
 def test_video_bench_shows_the_stages_of_loe_encodes(tmp_path):
