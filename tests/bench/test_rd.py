@@ -29,6 +29,9 @@ def test_psnr_at_is_linear_in_log_bpp():
     assert psnr_at(pts, 0.25) == pytest.approx(28.0) and psnr_at(pts, 1.0) == pytest.approx(34.0)
     assert psnr_at(pts, 0.2) is None and psnr_at(pts, 1.01) is None  # no extrapolation
     assert psnr_at([], 0.5) is None
+    # A point rate control landed next to the rate answers for it (its PSNR, not extrapolated); 1% off does not.
+    assert psnr_at([(0.0500064, 29.0)], 0.05) == pytest.approx(29.0)
+    assert psnr_at([(0.0505, 29.0)], 0.05) is None and psnr_at(pts, 1.004) == pytest.approx(34.0)
 
 
 def test_clean_curve_sorts_averages_ties_and_drops_lossless():
