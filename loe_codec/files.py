@@ -65,3 +65,14 @@ def atomic_output(path: str | os.PathLike) -> Iterator[str]:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def adopted(path: Path, legacy: Path) -> Path:
+    """``path``, renamed from ``legacy`` (the same file or folder under an earlier version's name) where only
+    that exists; if the rename fails, ``path`` stays missing (and is made again)."""
+    if legacy.exists() and not path.exists():
+        try:
+            os.replace(legacy, path)
+        except OSError:
+            pass
+    return path

@@ -22,7 +22,7 @@ import torch
 
 from .config import CodecConfig
 from .errors import CodecRuntimeError
-from .files import atomic_output
+from .files import adopted, atomic_output
 from .model import TiledLoE
 from .rate import Probe
 
@@ -117,19 +117,10 @@ class FitCache:
         if extra:
             fields["extra"] = extra
         key = _digest({**fields, **source_identity(source)})
-        self._adopt(_digest({**fields, **legacy_source_identity(source)}), key)
+        legacy = _digest({**fields, **legacy_source_identity(source)})  # batches of versions keying by mtime
+        adopted(self._path(key), self._path(legacy))
+        adopted(self.snapshots(key).path, self.snapshots(legacy).path)
         return key
-
-    def _adopt(self, legacy: str, key: str) -> None:
-        """Rename the batch (or snapshot) a version keying by path and modification time stored as
-        ``legacy`` to ``key``, unless ``key`` has its own."""
-        for name in (self._path, lambda k: self.snapshots(k).path):
-            old, new = name(legacy), name(key)
-            if old.is_file() and not new.exists():
-                try:
-                    os.replace(old, new)
-                except OSError:
-                    pass  # then it is fitted again
 
     def _path(self, key: str) -> Path:
         return self.directory / f"batch-{key}.pt"

@@ -28,9 +28,10 @@ import numpy as np
 
 from ..config import PRESETS, mlp_baseline
 from ..errors import UsageError
+from ..files import adopted
 from .codecs import Codec, Measurement
 from .loe import LoeCodec, LoeSetting, loe_setting
-from .videos import BenchVideo, adopted, identity, legacy_identity, mean_frame_psnr
+from .videos import BenchVideo, identity, legacy_identity, mean_frame_psnr
 
 if TYPE_CHECKING:
     from ..video_presets import VideoConfig

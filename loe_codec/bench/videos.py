@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import UsageError
-from ..files import atomic_output
+from ..files import adopted, atomic_output
 from ..fitcache import legacy_source_identity, source_identity
 
 
@@ -95,16 +95,6 @@ def legacy_identity(path: Path) -> str:
     cuts and frames an earlier loe-codec left in a cache."""
     source = legacy_source_identity(path)
     return hashlib.sha256(f"{source['source']}|{source['size']}|{source['mtime']}".encode()).hexdigest()[:12]
-
-
-def adopted(path: Path, legacy: Path) -> Path:
-    """``path``, renamed from ``legacy`` (the same thing under its old name) where only that exists."""
-    if legacy.exists() and not path.exists():
-        try:
-            os.replace(legacy, path)
-        except OSError:
-            pass  # then it is made again
-    return path
 
 
 def mean_frame_psnr(decoded: Iterable[np.ndarray], reference: np.ndarray) -> float:
