@@ -8,8 +8,9 @@ come from it::
 
     python benchmarks/video_block_psnr.py bbb60.mkv a.loe b.loe --out blocks.jsonl
 
-``--float-fit BATCH.pt`` (one file's fit-cache batch holding all its blocks, as ``video_sizes.py --cache``
-leaves it) also decodes the float networks before quantization, in the file's grid and blending: what
+``--float-fit BATCH.pt [BATCH.pt ...]`` (one file's fit-cache batches holding all its blocks in the file's
+order, as ``video_sizes.py --cache`` leaves them: one batch per time chunk where the blocks did not fit in
+one, first chunk first) also decodes the float networks before quantization, in the file's grid and blending: what
 quantization costs each block.
 """
 
@@ -34,12 +35,16 @@ from loe_codec.videoio import VideoSource  # noqa: E402
 
 
 class FloatFit:
-    """The float networks of a fit-cache batch file, readable as the file's tiles (a ``TileSource``)."""
+    """The float networks of fit-cache batch files (their blocks in the given order), readable as the
+    file's tiles (a ``TileSource``)."""
 
-    def __init__(self, path: str | Path, video: LoeVideo):
-        stored = torch.load(path, map_location="cpu", weights_only=True)
+    def __init__(self, paths: list[str | Path], video: LoeVideo):
+        stored = [torch.load(path, map_location="cpu", weights_only=True) for path in paths]
         self.config = video.config
-        self.weights, self.biases = stored["weights"], stored["biases"]  # per layer [blocks, banks, in, out] / [blocks, out]
+        # per layer [blocks, banks, in, out] / [blocks, out]
+        self.weights = [torch.cat(layer) for layer in zip(*(s["weights"] for s in stored))]
+        self.biases = [torch.cat(layer) for layer in zip(*(s["biases"] for s in stored))]
+        path = " + ".join(map(str, paths))
         expected = [(len(video.grid), banks, n_in, n_out)
                     for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), self.config.model.layer_shapes())]
         shapes = [tuple(w.shape) for w in self.weights]
@@ -52,9 +57,9 @@ class FloatFit:
 
 
 def block_psnr(source: str | Path, codec: str | Path, device: str = "cpu",
-               float_fit: str | Path | None = None) -> dict[str, float]:
+               float_fit: list[str | Path] | None = None) -> dict[str, float]:
     """``{"rRcC": mean per-frame PSNR of that tile's core, ..., "all": of the whole frame}`` (dB) of the file's
-    decode, or with ``float_fit`` (a fit-cache batch file of all its blocks) of the float networks'."""
+    decode, or with ``float_fit`` (the fit-cache batch files of all its blocks, in order) of the float networks'."""
     with LoeVideo(codec) as video:
         src = VideoSource(source)
         if (src.width, src.height, src.frames) != (video.width, video.height, video.frames):
@@ -82,7 +87,8 @@ def main() -> None:
     ap.add_argument("codecs", nargs="+", help="video .loe files")
     ap.add_argument("--out", help="append one JSON line per file here")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--float-fit", help="a fit-cache batch file of the (one) codec's blocks: decode its float networks too")
+    ap.add_argument("--float-fit", nargs="+", help="the fit-cache batch files of the (one) codec's blocks, first "
+                    "chunk first: decode its float networks too")
     args = ap.parse_args()
     if args.float_fit and len(args.codecs) != 1:
         ap.error("--float-fit takes one codec file")
