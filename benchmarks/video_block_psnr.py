@@ -44,12 +44,11 @@ class FloatFit:
         # per layer [blocks, banks, in, out] / [blocks, out]
         self.weights = [torch.cat(layer) for layer in zip(*(s["weights"] for s in stored))]
         self.biases = [torch.cat(layer) for layer in zip(*(s["biases"] for s in stored))]
-        path = " + ".join(map(str, paths))
         expected = [(len(video.grid), banks, n_in, n_out)
                     for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), self.config.model.layer_shapes())]
         shapes = [tuple(w.shape) for w in self.weights]
         if shapes != expected:
-            raise SystemExit(f"{path}: weights {shapes} are not the {len(video.grid)} blocks of the file's model "
+            raise SystemExit(f"{' + '.join(map(str, paths))}: weights {shapes} are not the {len(video.grid)} blocks of the file's model "
                              f"{expected}")
 
     def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -52,17 +52,18 @@ def test_float_fit_decodes_given_networks_in_the_files_grid(tmp_path):
     stored = {"weights": [torch.stack([t[0][i] for t in tiles]) for i in range(layers)],
               "biases": [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]}
     torch.save(stored, tmp_path / "same.pt")
-    assert script.block_psnr(CLIP, path, float_fit=[tmp_path / "same.pt"]) == script.block_psnr(CLIP, path)
+    decoded = script.block_psnr(CLIP, path)
+    assert script.block_psnr(CLIP, path, float_fit=[tmp_path / "same.pt"]) == decoded
     # Split in two batches (as a fit of two time chunks leaves them), given in order: the same again.
     for name, part in (("first.pt", slice(None, 4)), ("rest.pt", slice(4, None))):
         torch.save({key: [t[part] for t in value] for key, value in stored.items()}, tmp_path / name)
     halves = [tmp_path / "first.pt", tmp_path / "rest.pt"]
-    assert script.block_psnr(CLIP, path, float_fit=halves) == script.block_psnr(CLIP, path)
-    assert script.block_psnr(CLIP, path, float_fit=halves[::-1]) != script.block_psnr(CLIP, path)
+    assert script.block_psnr(CLIP, path, float_fit=halves) == decoded
+    assert script.block_psnr(CLIP, path, float_fit=halves[::-1]) != decoded
     # Other networks decode to other pictures.
     stored["biases"] = [b + 0.05 for b in stored["biases"]]
     torch.save(stored, tmp_path / "moved.pt")
-    assert script.block_psnr(CLIP, path, float_fit=[tmp_path / "moved.pt"])["all"] != script.block_psnr(CLIP, path)["all"]
+    assert script.block_psnr(CLIP, path, float_fit=[tmp_path / "moved.pt"])["all"] != decoded["all"]
     stored["weights"] = [w[:-1] for w in stored["weights"]]  # a block short
     torch.save(stored, tmp_path / "short.pt")
     with pytest.raises(SystemExit, match="blocks of the file"):
