@@ -32,9 +32,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from entropy_headroom import empirical_bits  # noqa: E402
 from loe_codec.fit import train  # noqa: E402
+from loe_codec.metrics import psnr_from_mse  # noqa: E402
 from loe_codec.model import TiledLoE  # noqa: E402
+from loe_codec.rate import Probe  # noqa: E402
 from loe_codec.tileblob import read_laplace  # noqa: E402
 from loe_codec.video_container import VideoReader  # noqa: E402
 from loe_codec.video_encode import block_target  # noqa: E402
@@ -45,15 +49,10 @@ from loe_codec.videoio import VideoSource  # noqa: E402
 STEP_SCALES = (1.0, 1.25, 1.5, 2.0)
 
 
-def entropy_bits(ints: np.ndarray) -> float:
-    """Bits of ``ints`` under their own empirical distribution (an ideal i.i.d. coder, its table free)."""
-    _, counts = np.unique(ints, return_counts=True)
-    return float(-(counts * np.log2(counts / counts.sum())).sum())
-
-
 def second_block_in_first_coordinates(frames: torch.Tensor, reader: VideoReader, tile: int
-                                ) -> tuple[Block, Block, BlockTarget]:
-    """Tile ``tile``'s blocks in the first two chunks (A, B) and B's fit target in A's coordinates."""
+                                      ) -> tuple[Block, Block, BlockTarget, BlockTarget]:
+    """Tile ``tile``'s blocks in the first two chunks (A, B), B's fit target as the file fitted it, and
+    the same voxels in A's coordinates."""
     grid, path, seed = reader.header.grid, reader.header.motion, reader.config.fit.seed
     chunks = grid.time.chunks()
     if len(chunks) < 2:
@@ -67,8 +66,8 @@ def second_block_in_first_coordinates(frames: torch.Tensor, reader: VideoReader,
     if path is not None:
         fb0, fb1 = grid.time.window(b.chunk)
         shift = path.shifts(*grid.time.window(a.chunk), torch.arange(fb0, fb1, dtype=torch.float64) + 0.5).float()
-    return a, b, dataclasses.replace(target_b, origin=target_a.origin[:2] + target_b.origin[2:],
-                                                 extent=target_a.extent[:2] + target_b.extent[2:], shift=shift)
+    return a, b, target_b, dataclasses.replace(target_b, origin=target_a.origin[:2] + target_b.origin[2:],
+                                               extent=target_a.extent[:2] + target_b.extent[2:], shift=shift)
 
 
 def warm_start(source: str | Path, codec: str | Path, steps: int, lr: float, tile: int = 0,
@@ -80,31 +79,26 @@ def warm_start(source: str | Path, codec: str | Path, steps: int, lr: float, til
         if tuple(frames.shape[:3]) != (reader.header.source.frames, reader.header.source.height,
                                        reader.header.source.width):
             raise SystemExit(f"{source} is not the clip {codec} was encoded from")
-        block_a, block_b, target = second_block_in_first_coordinates(frames, reader, tile)
+        block_a, block_b, own, target = second_block_in_first_coordinates(frames, reader, tile)
         index_a, index_b = block_a.index, block_b.index
-        own = block_target(frames, 0, reader.header.grid, block_b, config.fit.seed, reader.header.motion)
         del frames
         wa, ba = reader.read_tile(index_a)
         wb, bb = reader.read_tile(index_b)
         coded_b = read_laplace(config, reader.tile_blob(index_b))
 
-    def sampled(t: BlockTarget) -> tuple[torch.Tensor, torch.Tensor]:
-        _, coords, values = _VoxelPool([t], torch.device("cpu")).sample(eval_samples, torch.Generator().manual_seed(1234))
-        return coords, values
+    def sampled(t: BlockTarget) -> Probe:
+        """``eval_samples`` random voxels of ``t``'s window (the same draw for every target)."""
+        pool = _VoxelPool([t], torch.device("cpu"))
+        return Probe(*pool.sample(eval_samples, torch.Generator().manual_seed(1234)), torch.ones(1, dtype=torch.float64))
 
-    def psnr(weights, biases, voxels) -> float:
-        coords, values = voxels
+    def psnr(weights, biases, probe: Probe) -> float:
         model = TiledLoE(config.model, [w.unsqueeze(0).clone() for w in weights],
                          [b.unsqueeze(0).clone() for b in biases]).eval()
-        tiles = torch.zeros(len(coords), dtype=torch.long)
-        with torch.no_grad():
-            out = torch.cat([model(tiles[i:i + 65536], coords[i:i + 65536]) for i in range(0, len(coords), 65536)])
-        pixels = ((out.clamp(-0.5, 0.5) + 0.5) * 255).round() / 255 - 0.5  # as decoded: 8-bit
-        return float(-10 * torch.log10(((pixels - values) ** 2).mean()))
+        return psnr_from_mse(float(probe.squared_error(model)[0]) * 255.0 ** 2)  # 8-bit predictions, as decoded
 
     in_a, in_b = sampled(target), sampled(own)
     result = {"tile": tile, "block_a": index_a, "block_b": index_b, "weights": int(sum(i.size for i in coded_b.ints)),
-              "b_file_psnr": psnr(wb, bb, in_b), "b_file_entropy_bits": sum(entropy_bits(i) for i in coded_b.ints),
+              "b_file_psnr": psnr(wb, bb, in_b), "b_file_entropy_bits": sum(empirical_bits(i) for i in coded_b.ints),
               "b_file_coded_bytes": int(coded_b.coded_bytes), "a_file_on_b_psnr": psnr(wa, ba, in_a),
               "cold": cold, "steps": steps, "lr": lr}
     if cold:
@@ -122,7 +116,7 @@ def warm_start(source: str | Path, codec: str | Path, steps: int, lr: float, til
             rounded, bits = [], 0.0
             for w, before, step in zip(weights, wa, coded_b.steps):
                 k = torch.round((w - before) / (float(step) * scale))
-                bits += entropy_bits(k.numpy().astype(np.int64))
+                bits += empirical_bits(k.numpy().astype(np.int64))
                 rounded.append(before + k * float(step) * scale)
             result[f"change_x{scale:g}_psnr"] = psnr(rounded, biases, in_a)
             result[f"change_x{scale:g}_entropy_bits"] = bits
