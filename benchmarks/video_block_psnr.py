@@ -17,7 +17,6 @@ quantization costs each block.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loe_codec.api import resolve_device  # noqa: E402
 from loe_codec.decode import TileCache  # noqa: E402
@@ -32,6 +32,7 @@ from loe_codec.metrics import psnr_from_mse  # noqa: E402
 from loe_codec.video import LoeVideo  # noqa: E402
 from loe_codec.video_render import VideoRenderer  # noqa: E402
 from loe_codec.videoio import VideoSource  # noqa: E402
+from video_sizes import print_and_append  # noqa: E402
 
 
 class FloatFit:
@@ -94,12 +95,8 @@ def main() -> None:
     runs = [(codec, None) for codec in args.codecs] + ([(args.codecs[0], args.float_fit)] if args.float_fit else [])
     for codec, fit in runs:
         psnr = block_psnr(args.source, codec, args.device, fit)
-        line = json.dumps({"file": codec, **({"float_fit": fit} if fit else {}),
-                           "psnr": {k: round(v, 2) for k, v in psnr.items()}})
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(line + "\n")
+        print_and_append({"file": codec, **({"float_fit": fit} if fit else {}),
+                          "psnr": {k: round(v, 2) for k, v in psnr.items()}}, args.out)
 
 
 if __name__ == "__main__":

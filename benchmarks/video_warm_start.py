@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from entropy_headroom import empirical_bits  # noqa: E402
+from video_sizes import print_and_append  # noqa: E402
 from loe_codec.fit import train  # noqa: E402
 from loe_codec.metrics import psnr_from_mse  # noqa: E402
 from loe_codec.model import TiledLoE  # noqa: E402
@@ -142,11 +142,7 @@ def main() -> None:
             print(f"step {step}/{total} loss {loss:.3g}", file=sys.stderr, flush=True)
 
     result = warm_start(args.source, args.codec, args.steps, args.lr, args.tile, args.eval_samples, args.cold, progress)
-    line = json.dumps({"file": args.codec, **result})
-    print(line, flush=True)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(line + "\n")
+    print_and_append({"file": args.codec, **result}, args.out)
 
 
 if __name__ == "__main__":
