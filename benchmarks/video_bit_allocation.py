@@ -17,16 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loe_codec.metrics import psnr_from_mse  # noqa: E402
 
 PEAK = 255.0
 
 
 def mse_of(psnr: float) -> float:
+    """The inverse of :func:`loe_codec.metrics.psnr_from_mse` (peak 255)."""
     return PEAK ** 2 / 10 ** (psnr / 10)
-
-
-def psnr_of(mse: float) -> float:
-    return 10 * math.log10(PEAK ** 2 / mse)
 
 
 def exponent(slope_db: float) -> float:
@@ -35,7 +38,7 @@ def exponent(slope_db: float) -> float:
 
 
 def clip_psnr(mses: list[float], exponents: list[float], ratios: list[float]) -> float:
-    return psnr_of(sum(m * r ** -a for m, a, r in zip(mses, exponents, ratios)) / len(mses))
+    return psnr_from_mse(sum(m * r ** -a for m, a, r in zip(mses, exponents, ratios)) / len(mses))
 
 
 def best_ratios(mses: list[float], exponents: list[float]) -> list[float]:
