@@ -3,7 +3,7 @@
 Each run names a variant and gives its changes to the preset as JSON (``model`` / ``fit`` /
 ``quant`` / ``tile`` fields, ``chunk``: frames per block, ``max_width``: the widest network the rate
 may choose, ``bits_per_parameter``: the rate rule's target, ``motion``: ``"global"`` to fit along the
-camera path); the rates share one fit through a fit cache
+camera path, ``block_sizes``: ``"pilot"`` for a network size per block); the rates share one fit through a fit cache
 (``--cache DIR/NAME``). Prints and appends one JSON line per rate (bpp, mean per-frame PSNR, seconds,
 blocks) to ``--out``. Used for the size sweep of benchmarks/README.md ("Video blocks sized by the rate")::
 
@@ -39,7 +39,7 @@ def variant(preset: str, changes: dict) -> tuple[video.VideoConfig, int | None]:
     parts = {name: dataclasses.replace(getattr(codec, name), **{k: tuple(v) if isinstance(v, list) else v
                                                                  for k, v in changes.get(name, {}).items()})
              for name in ("model", "fit", "quant", "tile")}
-    top = {k: changes[k] for k in ("max_width", "bits_per_parameter", "motion") if k in changes}
+    top = {k: changes[k] for k in ("max_width", "bits_per_parameter", "motion", "block_sizes") if k in changes}
     return dataclasses.replace(base, codec=dataclasses.replace(codec, **parts), **top), changes.get("chunk")
 
 
@@ -63,7 +63,8 @@ def main() -> None:
     ap.add_argument("source")
     ap.add_argument("name", help="the variant's name (also its fit cache folder)")
     ap.add_argument("changes", help='JSON: {"model": {...}, "fit": {...}, "quant": {...}, "tile": {...}, '
-                                       '"chunk": N, "max_width": W, "bits_per_parameter": B, "motion": "global"}')
+                                       '"chunk": N, "max_width": W, "bits_per_parameter": B, "motion": "global", '
+                                       '"block_sizes": "pilot"}')
     ap.add_argument("bpp", help="comma-separated rates, bits per pixel per frame")
     ap.add_argument("--preset", default="video")
     ap.add_argument("--cache", default="video_sizes_cache", help="folder of the fit caches")

@@ -146,7 +146,7 @@ def encode_video(source: str | os.PathLike, output: str | os.PathLike, preset: s
                      f"apart); the file holds its {src.frames} frames at a constant {float(src.fps):.6g} fps")
     cache_dir, temporary_cache = resume_cache(output, cache_dir, resume)
     cache = FitCache(cache_dir) if cache_dir is not None else None
-    blobs, config_ = fit_and_pack_video(src, header, device, progress, target, notes, cache)
+    blobs, config_ = fit_and_pack_video(src, header, device, progress, target, notes, cache, vcfg.block_sizes)
     header = with_config(header, config_, {})
     psnr = None
     if measure_psnr:

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .config import CodecConfig
+from .config import CodecConfig, ModelConfig
 from .encode import (SECOND_PASS_FACTOR, PsnrFn, RateTarget, StageProgressFn, add_rungs, finish_batch, keep_units,
                      retune, slope_after_finetuning, slope_for_target)
 from .reference import tile_seed
@@ -32,6 +32,7 @@ from .motion import CameraPath
 from .rate import Probe, layer_sensitivity
 from .video_container import VideoHeader, video_overhead_bytes
 from .video_fit import BlockTarget, _VoxelPool, fit_blocks
+from .block_sizes import bit_ratios, block_widths, pilot_steps, sized_config, widened
 from .video_tiling import Block, SpaceTimeGrid
 from .videoio import FrameWindows, VideoSource
 
@@ -78,24 +79,72 @@ def video_batches(source: VideoSource, grid: SpaceTimeGrid, config: CodecConfig,
 
 
 def fit_batch(part: list[Block], targets: list[BlockTarget], config: CodecConfig, device: str,
-              progress=None, cache: CachedFits | None = None) -> FittedBatch:
+              progress=None, cache: CachedFits | None = None, within: ModelConfig | None = None) -> FittedBatch:
     """Fit a batch of blocks, with their layers' sensitivities and a probe of their voxels
     (or load it from ``cache``, ``(FitCache, source path, key extras)``: :func:`fit_key_extra`; new fits are
-    stored)."""
+    stored); ``within``: the networks start inside that wider one (:func:`loe_codec.block_sizes.initialised_within`)."""
     key = ""
     if cache is not None:
         store, path, extra = cache
+        if within is not None:
+            extra = {**extra, "within": within.width}
         key = store.key(path, config, [b.index for b in part], device, extra)
         found = store.load(key, config)
         if found is not None:
             return FittedBatch.of(part, *found, config)
     model = fit_blocks(config.model, config.fit, targets, device, progress,
-                       cache[0].snapshots(key) if cache is not None else None)
+                       cache[0].snapshots(key) if cache is not None else None, within)
     probe = Probe.of(targets, [block_voxels(b) for b in part], pool_type=_VoxelPool)
     batch = FittedBatch.of(part, model, layer_sensitivity(model, probe), probe.subset(PSNR_PROBE_SAMPLES), config)
     if cache is not None:
         cache[0].store(key, batch.model, batch.sensitivity, batch.probe)
     return batch
+
+
+def fit_sized_batch(part: list[Block], targets: list[BlockTarget], widths: list[int], config: CodecConfig,
+                    device: str, progress_of=None, cache: CachedFits | None = None) -> FittedBatch:
+    """Fit every block of a batch at its own width (blocks of one width together), then widen them into
+    ``config``'s network (the widest), each keeping its first units (:func:`loe_codec.block_sizes.widened`).
+    The layers' sensitivities are the narrow networks' (a widened network's zero weights would dilute them);
+    ``progress_of(done, n)``: the fit progress callback of ``n`` blocks after ``done`` of the batch's."""
+    fitted: list[tuple[FittedBatch, int] | None] = [None] * len(part)
+    done = 0
+    for width in sorted(set(widths), reverse=True):
+        picked = [k for k, w in enumerate(widths) if w == width]
+        narrow = dataclasses.replace(config, model=dataclasses.replace(config.model, width=width))
+        sub = fit_batch([part[k] for k in picked], [targets[k] for k in picked], narrow, device,
+                        None if progress_of is None else progress_of(done, len(picked)), cache, config.model)
+        done += len(picked)
+        for j, k in enumerate(picked):
+            fitted[k] = (sub, j)
+    model, units = widened([(sub.model, j) for sub, j in fitted], config.model)
+    sensitivity = torch.stack([sub.sensitivity[j] for sub, j in fitted])
+    probe = Probe.of(targets, [block_voxels(b) for b in part], pool_type=_VoxelPool).subset(PSNR_PROBE_SAMPLES)
+    batch = FittedBatch.of(part, model, sensitivity, probe, config)
+    batch.units = units
+    return batch
+
+
+def pilot_widths(source: VideoSource, header: VideoHeader, device: str, progress: StageProgressFn | None = None,
+                 cache: FitCache | None = None) -> list[int]:
+    """Every block's width from a short pilot fit of every block at the config's width
+    (:func:`loe_codec.block_sizes.pilot_steps`): its error sets its share of the bits
+    (:func:`loe_codec.block_sizes.bit_ratios`), its share its width."""
+    config, grid = header.config, header.grid
+    pilot = config.with_overrides(steps=pilot_steps(config.fit.steps))
+    total, seen = float(len(grid) * pilot.fit.steps), 0
+    mse: list[float] = []
+    voxels: list[int] = []
+    for part, targets in video_batches(source, grid, pilot, header.motion):
+        def report(step: int, steps: int, loss: float, before: int = seen, n: int = len(part)) -> None:
+            if progress is not None:
+                progress("pilot", before * steps + step * n, total)
+        batch = fit_batch(part, targets, pilot, device, report,
+                          None if cache is None else (cache, source.path, fit_key_extra(header)))
+        mse += (batch.probe.squared_error(batch.model) / batch.probe.pixels).tolist()
+        voxels += [block_voxels(b) for b in part]
+        seen += len(part)
+    return block_widths(config.model, bit_ratios(mse, voxels))
 
 
 def fit_key_extra(header: VideoHeader) -> dict:
@@ -126,8 +175,8 @@ def video_psnr(grid: SpaceTimeGrid) -> PsnrFn:
 
 def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
                        progress: StageProgressFn | None = None, target: RateTarget = RateTarget(),
-                       notes: list[str] | None = None, cache: FitCache | None = None
-                       ) -> tuple[list[torch.Tensor], CodecConfig]:
+                       notes: list[str] | None = None, cache: FitCache | None = None,
+                       block_sizes: str = "equal") -> tuple[list[torch.Tensor], CodecConfig]:
     """Fit, quantize and pack every block; returns the blobs in block order and the config they were coded with.
 
     ``header`` is the file's header as it will be written (its config, and its stats as
@@ -136,8 +185,15 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
     not the frames, stay in memory), solves one slope for the whole video, then streams the frames
     again for the fine-tuning with the quantizer, as :func:`~loe_codec.encode.fit_and_pack` does.
     With a ``cache`` the fits found there are not done again (encodes of one clip at several rates).
+    ``block_sizes`` ``"pilot"``: every block gets a width of its own from a short pilot fit
+    (:func:`pilot_widths`); the config returned is then the widest block's, with unit masks.
     """
     config, grid = header.config, header.grid
+    widths = None
+    if block_sizes == "pilot":
+        widths = pilot_widths(source, header, device, progress, cache)
+        config = sized_config(config, widths)
+        header = with_config(header, config)
     total = float(len(grid) * config.fit.steps)
     qat_total = float(len(grid) * config.quant.qat_steps)
 
@@ -161,8 +217,12 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
     fitted: list[FittedBatch] = []
     seen = 0  # blocks fitted so far
     for part, targets in video_batches(source, grid, config, header.motion):
-        batch = fit_batch(part, targets, config, device, stage("fit", seen, len(part), total),
-                          None if cache is None else (cache, source.path, fit_key_extra(header)))
+        cached = None if cache is None else (cache, source.path, fit_key_extra(header))
+        if widths is None:
+            batch = fit_batch(part, targets, config, device, stage("fit", seen, len(part), total), cached)
+        else:
+            batch = fit_sized_batch(part, targets, [widths[b.index] for b in part], config, device,
+                                    lambda done, n, before=seen: stage("fit", before + done, n, total), cached)
         seen += len(part)
         if target.bpp is None and target.psnr is None:
             blobs += finish(batch, targets, len(blobs), config)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .block_sizes import initialised_within
 from .config import FitConfig, ModelConfig
 from .fit import ProgressFn, Snapshots, train
 from .model import TiledLoE
@@ -88,13 +89,15 @@ class _VoxelPool(SampledPool):
 
 def fit_blocks(model_cfg: ModelConfig, fit_cfg: FitConfig, targets: list[BlockTarget],
                device: str | torch.device = "cpu", progress: ProgressFn | None = None,
-               snapshots: Snapshots | None = None) -> TiledLoE:
+               snapshots: Snapshots | None = None, within: ModelConfig | None = None) -> TiledLoE:
     """Fit one 3-D network per target, all in one batched model (returned on the CPU, in eval mode;
-    ``snapshots``: see :func:`loe_codec.fit.train`)."""
+    ``snapshots``: see :func:`loe_codec.fit.train`); ``within``: the networks start from the first units
+    of that wider network's references (a block sized to its content: :mod:`loe_codec.block_sizes`)."""
     if not targets:
         raise ValueError("fit_blocks needs at least one block")
     if model_cfg.dims != 3:
         raise ValueError("video blocks need a 3-D model (dims=3)")
-    model = TiledLoE.initialised(model_cfg, [t.seed for t in targets])
+    seeds = [t.seed for t in targets]
+    model = TiledLoE.initialised(model_cfg, seeds) if within is None else initialised_within(model_cfg, within, seeds)
     return train(model, fit_cfg, targets, torch.device(device), targets[0].seed, progress, _VoxelPool,
                  snapshots=snapshots)
