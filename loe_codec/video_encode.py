@@ -192,8 +192,11 @@ def fit_and_pack_video(source: VideoSource, header: VideoHeader, device: str,
     widths = None
     if block_sizes == "pilot":
         widths = pilot_widths(source, header, device, progress, cache)
-        config = sized_config(config, widths)
-        header = with_config(header, config)
+        if len(set(widths)) > 1:  # else every block keeps the config's network
+            config = sized_config(config, widths)
+            header = with_config(header, config)
+        else:
+            widths = None
     total = float(len(grid) * config.fit.steps)
     qat_total = float(len(grid) * config.quant.qat_steps)
 

@@ -124,3 +124,13 @@ def test_sized_blocks_encode_decode_and_resume(tmp_path):
     again = encode_video(CLIP, tmp_path / "t.loe", config=cfg, device="cpu", bpp=2.0, cache_dir=cache)
     assert sorted(p.name for p in FitCache(cache).directory.glob("batch-*.pt")) == fits  # nothing fitted again
     assert again.bytes == result.bytes and again.psnr == pytest.approx(result.psnr)
+
+
+def test_equal_pilot_errors_encode_as_equal_blocks(tmp_path, monkeypatch):
+    import loe_codec.video_encode as video_encode
+    monkeypatch.setattr(video_encode, "bit_ratios", lambda mse, voxels: [1.0] * len(mse))
+    cfg = tiny_video_config(steps=16)
+    sized = encode_video(CLIP, tmp_path / "p.loe", config=dataclasses.replace(cfg, block_sizes="pilot"), device="cpu")
+    equal = encode_video(CLIP, tmp_path / "e.loe", config=cfg, device="cpu")
+    assert (tmp_path / "p.loe").read_bytes() == (tmp_path / "e.loe").read_bytes()
+    assert sized.psnr == equal.psnr
