@@ -51,14 +51,16 @@ class FittedBatch:
 
     @classmethod
     def of(cls, tiles: list[Tile], model: TiledLoE, sensitivity: torch.Tensor, probe: Probe,
-           config: CodecConfig) -> "FittedBatch":
-        """A batch of ``tiles`` (or video blocks: anything with an ``index``) coded as ``config`` says."""
+           config: CodecConfig, units: list[torch.Tensor] | None = None) -> "FittedBatch":
+        """A batch of ``tiles`` (or video blocks: anything with an ``index``) coded as ``config`` says;
+        ``units``: the units its networks keep from the start (None: all), whose weights alone the gains
+        are fitted to (a dropped weight is not coded: counting it would shrink the gains)."""
         if config.quant.reference == "none":
-            return cls(tiles, model, sensitivity, probe)
-        refs = batch_references(config.model, [tile_seed(config.fit.seed, t.index) for t in tiles])
+            return cls(tiles, model, sensitivity, probe, units=units)
+        refs = drop_units(batch_references(config.model, [tile_seed(config.fit.seed, t.index) for t in tiles]), units)
         gains = fitted_gains(list(model.weights), refs)
         offsets = [gains[:, layer].view(-1, 1, 1, 1) * ref for layer, ref in enumerate(refs)]
-        return cls(tiles, model, sensitivity, probe, gains, offsets)
+        return cls(tiles, model, sensitivity, probe, gains, offsets, units)
 
     def offset(self, layer: int) -> torch.Tensor | None:
         """Offsets ``[T, banks, in, out]`` of ``layer`` (None without a reference)."""

@@ -120,9 +120,7 @@ def fit_sized_batch(part: list[Block], targets: list[BlockTarget], widths: list[
     model, units = widened([(sub.model, j) for sub, j in fitted], config.model)
     sensitivity = torch.stack([sub.sensitivity[j] for sub, j in fitted])
     probe = Probe.of(targets, [block_voxels(b) for b in part], pool_type=_VoxelPool).subset(PSNR_PROBE_SAMPLES)
-    batch = FittedBatch.of(part, model, sensitivity, probe, config)
-    batch.units = units
-    return batch
+    return FittedBatch.of(part, model, sensitivity, probe, config, units)
 
 
 def pilot_widths(source: VideoSource, header: VideoHeader, device: str, progress: StageProgressFn | None = None,

@@ -134,3 +134,29 @@ def test_equal_pilot_errors_encode_as_equal_blocks(tmp_path, monkeypatch):
     equal = encode_video(CLIP, tmp_path / "e.loe", config=cfg, device="cpu")
     assert (tmp_path / "p.loe").read_bytes() == (tmp_path / "e.loe").read_bytes()
     assert sized.psnr == equal.psnr
+
+
+def test_widened_blocks_fit_their_gains_to_the_kept_weights():
+    from types import SimpleNamespace
+
+    from loe_codec.fitted import FittedBatch
+    from loe_codec.reference import fitted_gains, tile_seed
+    codec = dataclasses.replace(tiny_video_config().codec, model=MODEL)
+    narrow = dataclasses.replace(MODEL, width=6)
+    blocks = [SimpleNamespace(index=k) for k in (4, 9)]
+    seeds = [tile_seed(codec.fit.seed, b.index) for b in blocks]
+    small = initialised_within(narrow, MODEL, seeds)
+    with torch.no_grad():  # a fitted network: its start times 0.9, plus a little of its own
+        for p in small.weights:
+            p.mul_(0.9).add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    model, units = widened([(small, 0), (small, 1)], MODEL)
+    batch = FittedBatch.of(blocks, model, None, None, codec, units)
+    assert batch.units is units
+    for k, seed in enumerate(seeds):
+        kept = [ref[:, :w.shape[2], :w.shape[3]] for ref, w in zip(reference_weights(MODEL, seed), small.weights)]
+        expected = fitted_gains([w[k:k + 1] for w in small.weights], [r[None] for r in kept])[0]
+        assert torch.allclose(batch.gains[k], expected)
+        # the hidden layers' gains: about 0.9 times the narrow start's rescaling, not shrunk by the dropped weights
+        assert (batch.gains[k, 1:] > 0.9).all()
+    unmasked = FittedBatch.of(blocks, model, None, None, codec)
+    assert (unmasked.gains[:, 1:] < 0.6 * batch.gains[:, 1:]).all()  # what counting the dropped weights gives
