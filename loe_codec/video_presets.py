@@ -42,8 +42,8 @@ class VideoConfig:
     block_sizes: str = "equal"
     """``"equal"``: every block gets the same network; ``"pilot"``: a short pilot fit of every block sets
     its share of the bits, and so its width (:mod:`loe_codec.block_sizes`; the file stores the widest
-    network and every block's unit masks). Modelled at +0.25 dB on Big Buck Bunny at 0.1 bpp, not yet
-    measured on a whole clip, so no preset uses it."""
+    network and every block's unit masks). On Big Buck Bunny's top half at 0.1 bpp +0.26 dB at the same
+    bytes (benchmarks/README.md); not yet measured on a whole clip, so no preset uses it."""
 
     def __post_init__(self) -> None:
         if self.block_sizes not in BLOCK_SIZES:
