@@ -11,7 +11,9 @@ every tile or block this reads the integers back and prints, in bits per weight 
 * ``per_bank`` / ``per_row`` / ``per_column``: a Laplace model per bank / input row / output column of
   every layer, each charged :data:`MODEL_BITS` for its parameters;
 * ``zero_spike``: per layer, the probability of a zero, then a sign and a geometric ``|k| - 1`` for
-  the others (charged :data:`MODEL_BITS` + 16).
+  the others (charged :data:`MODEL_BITS` + 16);
+* ``bank_delta``: per layer, one Laplace model of every weight minus the rounded mean of the same weight
+  in the layer's other banks (what predicting a bank from its neighbours would leave to code).
 
 ::
 
@@ -71,6 +73,16 @@ def zero_spike_bits(ints: np.ndarray) -> float:
     return float(bits)
 
 
+def bank_delta_bits(ints: np.ndarray) -> float:
+    """Bits of ``ints`` ``[banks, in, out]`` coded as their difference from the rounded mean of the other
+    banks at the same place (one Laplace model); a one-bank layer is coded as it is."""
+    banks = ints.shape[0]
+    if banks < 2:
+        return laplace_bits(ints)
+    others = (ints.sum(axis=0, keepdims=True) - ints) / (banks - 1)
+    return laplace_bits(ints - np.round(others).astype(ints.dtype))
+
+
 def split_bits(ints: np.ndarray, axis: int) -> float:
     """Bits with one Laplace model per slice of ``ints`` along ``axis`` (each charged :data:`MODEL_BITS`)."""
     return sum(laplace_bits(np.take(ints, k, axis=axis)) + MODEL_BITS for k in range(ints.shape[axis]))
@@ -82,7 +94,7 @@ def headroom(path: str | Path) -> dict:
     config = reader.config
     if config.quant.scheme != "laplace":
         raise SystemExit(f"{path}: weights coded with {config.quant.scheme!r}, not laplace")
-    names = ("coded", "laplace", "empirical", "per_bank", "per_row", "per_column", "zero_spike")
+    names = ("coded", "laplace", "empirical", "per_bank", "per_row", "per_column", "zero_spike", "bank_delta")
     totals = dict.fromkeys(names, 0.0)
     layers = [dict.fromkeys(("weights", "laplace", "empirical"), 0.0) for _ in config.model.layer_shapes()]
     weights = 0
@@ -104,6 +116,7 @@ def headroom(path: str | Path) -> dict:
                 totals["per_row"] += split_bits(ints, 1)
                 totals["per_column"] += split_bits(ints, 2)
                 totals["zero_spike"] += zero_spike_bits(ints) + MODEL_BITS + 16
+                totals["bank_delta"] += bank_delta_bits(ints.astype(np.int64)) + MODEL_BITS
     return {
         "file": str(path), "tiles": tiles, "weights": weights,
         "bits_per_weight": {k: round(v / weights, 4) for k, v in totals.items()},

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from loe_codec.block_sizes import (RATIO_RANGE, bit_ratios, block_widths, initialised_within, narrow_initial,
+from loe_codec.block_sizes import (PILOT_SPREAD, RATIO_RANGE, bit_ratios, block_widths, initialised_within, narrow_initial,
                                    pilot_steps, sized_config, widened)
 from loe_codec.config import ModelConfig
 from loe_codec.errors import UsageError
@@ -30,14 +30,17 @@ def test_equal_errors_keep_equal_shares():
 
 
 def test_shares_follow_the_errors_and_keep_the_bits():
-    mse = [1e-3, 4e-4, 1e-4, 2e-3]
+    mse = [1e-3, 7e-4, 5e-4, 1.3e-3]
     voxels = [100, 100, 50, 150]
     ratios = bit_ratios(mse, voxels)
     assert sum(v * r for v, r in zip(voxels, ratios)) == pytest.approx(sum(voxels))
     order = np.argsort(mse)
     assert list(np.argsort(ratios)) == list(order)  # more error, more bits
-    a = 2.0 * math.log(10) / (10 * math.log(2))  # unclamped: in proportion to MSE ** (1 / (1 + a))
-    assert ratios[0] / ratios[1] == pytest.approx((mse[0] / mse[1]) ** (1 / (1 + a)))
+    a = 2.0 * math.log(10) / (10 * math.log(2))  # unclamped: in proportion to MSE ** (spread / (1 + a))
+    assert ratios[0] / ratios[1] == pytest.approx((mse[0] / mse[1]) ** (PILOT_SPREAD / (1 + a)))
+    plain = bit_ratios(mse, voxels, spread=1.0)
+    assert plain[0] / plain[1] == pytest.approx((mse[0] / mse[1]) ** (1 / (1 + a)))
+    assert max(ratios) / min(ratios) > max(plain) / min(plain)  # the pilot's errors spread apart
 
 
 def test_shares_stay_within_their_limits():

@@ -47,6 +47,17 @@ def test_zero_spike_bits_of_known_counts(headroom):
     assert headroom.zero_spike_bits(np.array([1, -1, 1])) == pytest.approx(3.0)  # signs only
 
 
+def test_bank_delta_codes_each_bank_against_the_others_mean(headroom):
+    ints = np.array([[[2, -4]], [[0, 4]], [[1, 3]]])  # [3 banks, 1 row, 2 columns]
+    # Means of the other banks: [0.5, 3.5], [1.5, -0.5], [1, 0]; numpy rounds halves to even.
+    delta = np.array([[[2 - 0, -4 - 4]], [[0 - 2, 4 - 0]], [[1 - 1, 3 - 0]]])
+    assert headroom.bank_delta_bits(ints) == pytest.approx(headroom.laplace_bits(delta))
+    one_bank = ints[:1]
+    assert headroom.bank_delta_bits(one_bank) == headroom.laplace_bits(one_bank)
+    same = np.repeat(ints[:1], 4, axis=0)  # identical banks leave nothing to code
+    assert headroom.bank_delta_bits(same) == 0.0
+
+
 @pytest.mark.parametrize("kind", ["image", "video"])
 def test_headroom_of_a_file(headroom, kind, tmp_path):
     if kind == "image":
@@ -62,5 +73,6 @@ def test_headroom_of_a_file(headroom, kind, tmp_path):
     assert bits["coded"] == pytest.approx(bits["laplace"], rel=0.1)
     assert bits["empirical"] <= bits["laplace"] + 1e-9
     assert bits["empirical"] <= bits["zero_spike"]
+    assert bits["bank_delta"] > 0
     assert sum(layer["weights"] for layer in result["layers"]) == result["weights"]
     assert result["saving_vs_coded"]["empirical"] == pytest.approx(1 - bits["empirical"] / bits["coded"], abs=1e-3)
