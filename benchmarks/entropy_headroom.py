@@ -76,11 +76,12 @@ def zero_spike_bits(ints: np.ndarray) -> float:
 def bank_delta_bits(ints: np.ndarray) -> float:
     """Bits of ``ints`` ``[banks, in, out]`` coded as their difference from the rounded mean of the other
     banks at the same place (one Laplace model); a one-bank layer is coded as it is."""
+    ints = np.asarray(ints, dtype=np.int64)  # the stored int8 / int16 would overflow in the difference
     banks = ints.shape[0]
     if banks < 2:
         return laplace_bits(ints)
     others = (ints.sum(axis=0, keepdims=True) - ints) / (banks - 1)
-    return laplace_bits(ints - np.round(others).astype(ints.dtype))
+    return laplace_bits(ints - np.round(others).astype(np.int64))
 
 
 def split_bits(ints: np.ndarray, axis: int) -> float:
@@ -116,7 +117,7 @@ def headroom(path: str | Path) -> dict:
                 totals["per_row"] += split_bits(ints, 1)
                 totals["per_column"] += split_bits(ints, 2)
                 totals["zero_spike"] += zero_spike_bits(ints) + MODEL_BITS + 16
-                totals["bank_delta"] += bank_delta_bits(ints.astype(np.int64)) + MODEL_BITS
+                totals["bank_delta"] += bank_delta_bits(ints) + MODEL_BITS
     return {
         "file": str(path), "tiles": tiles, "weights": weights,
         "bits_per_weight": {k: round(v / weights, 4) for k, v in totals.items()},
