@@ -10,8 +10,9 @@ come from it::
 
 ``--float-fit BATCH.pt [BATCH.pt ...]`` (one file's fit-cache batches holding all its blocks in the file's
 order, as ``video_sizes.py --cache`` leaves them: one batch per time chunk where the blocks did not fit in
-one, first chunk first) also decodes the float networks before quantization, in the file's grid and blending: what
-quantization costs each block.
+one, first chunk first; networks narrower than the file's, as ``block_sizes`` fits them, padded with zero
+units as the encoder widens them) also decodes the float networks before quantization, in the file's grid
+and blending: what quantization costs each block.
 """
 
 from __future__ import annotations
@@ -42,11 +43,15 @@ class FloatFit:
     def __init__(self, paths: list[str | Path], video: LoeVideo):
         stored = [torch.load(path, map_location="cpu", weights_only=True) for path in paths]
         self.config = video.config
-        # per layer [blocks, banks, in, out] / [blocks, out]
-        self.weights = [torch.cat(layer) for layer in zip(*(s["weights"] for s in stored))]
-        self.biases = [torch.cat(layer) for layer in zip(*(s["biases"] for s in stored))]
+        shapes = self.config.model.layer_shapes()
+        # per layer [blocks, banks, in, out] / [blocks, out]; a narrower network (a file of sized blocks,
+        # `block_sizes`) padded with zero units, as the encoder widens it
+        self.weights = [torch.cat([_padded(w, (n_in, n_out)) for w in layer])
+                        for layer, (n_in, n_out) in zip(zip(*(s["weights"] for s in stored)), shapes)]
+        self.biases = [torch.cat([_padded(b, (n_out,)) for b in layer])
+                       for layer, (_, n_out) in zip(zip(*(s["biases"] for s in stored)), shapes)]
         expected = [(len(video.grid), banks, n_in, n_out)
-                    for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), self.config.model.layer_shapes())]
+                    for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), shapes)]
         shapes = [tuple(w.shape) for w in self.weights]
         if shapes != expected:
             raise SystemExit(f"{' + '.join(map(str, paths))}: weights {shapes} are not the {len(video.grid)} blocks of the file's model "
@@ -54,6 +59,16 @@ class FloatFit:
 
     def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return [w[index].float() for w in self.weights], [b[index].float() for b in self.biases]
+
+
+def _padded(t: torch.Tensor, trailing: tuple[int, ...]) -> torch.Tensor:
+    """``t`` with its last dimensions zero-padded up to ``trailing`` (unchanged where they are not smaller)."""
+    lead = t.shape[:t.dim() - len(trailing)]
+    if any(have > want for have, want in zip(t.shape[len(lead):], trailing)):
+        return t  # the shape check reports it
+    out = t.new_zeros(*lead, *trailing)
+    out[(...,) + tuple(slice(0, n) for n in t.shape[len(lead):])] = t
+    return out
 
 
 def block_psnr(source: str | Path, codec: str | Path, device: str = "cpu",

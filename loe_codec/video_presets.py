@@ -42,8 +42,9 @@ class VideoConfig:
     block_sizes: str = "equal"
     """``"equal"``: every block gets the same network; ``"pilot"``: a short pilot fit of every block sets
     its share of the bits, and so its width (:mod:`loe_codec.block_sizes`; the file stores the widest
-    network and every block's unit masks). On Big Buck Bunny's top half at 0.1 bpp +0.26 dB at the same
-    bytes (benchmarks/README.md); not yet measured on a whole clip, so no preset uses it."""
+    network and every block's unit masks). At 0.1 bpp on Big Buck Bunny's first 60 frames +0.24 dB at the
+    same bytes (35.90 against 35.66 with ``video-best``), on their top half +0.26 (benchmarks/README.md);
+    ``video-best`` uses it, for a pilot of 1/32 of its steps."""
 
     def __post_init__(self) -> None:
         if self.block_sizes not in BLOCK_SIZES:
@@ -68,13 +69,13 @@ class VideoConfig:
 
 def _video_preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfig, time: TimeConfig,
                   bits_per_parameter: float | None = None, max_width: int | None = None,
-                  qat_steps: int | None = None, motion: str = "none") -> VideoConfig:
+                  qat_steps: int | None = None, motion: str = "none", block_sizes: str = "equal") -> VideoConfig:
     # The images' quality-50 slope and (unless given) 1/16 of the fit's steps of quantization-aware
     # fine-tuning (not tuned on video yet).
     qat = fit.steps // 16 if qat_steps is None else qat_steps
     quant = QuantConfig(slope=1e-3, qat_steps=qat, qat_learning_rate=1e-3)
     return VideoConfig(CodecConfig(model=model, fit=fit, quant=quant, tile=tile, preset=name), time,
-                       bits_per_parameter, max_width, motion)
+                       bits_per_parameter, max_width, motion, block_sizes)
 
 
 # The network of the `video` and `video-best` presets (the rate rule widens it).
@@ -124,10 +125,13 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # At 0.05 bpp (4 x width 105) the whole clip reached only 29.09 dB (x264: 36.25): the top-right block's fit
     # blew up at the peak learning rate (26.4 dB; alone, at 32 000 steps, it reached 36.3). Under the fit's
     # spike guard (loe_codec.fit.SpikeGuard) it is rolled back once: 31.70 dB (-4.55).
+    # A network size per block from a 2000-step pilot (block_sizes "pilot": more bits to the textured
+    # blocks, fewer to the sky): at 0.1 bpp the whole clip 35.90 dB against 35.66 with equal blocks, its
+    # top half +0.26 (at 32 000 steps); lower rates modelled (+0.1-0.2 at 0.03), not measured.
     "video-best": _video_preset(
         "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110,
-        qat_steps=2000, motion="auto"),
+        qat_steps=2000, motion="auto", block_sizes="pilot"),
 }
 
 

@@ -163,3 +163,9 @@ def test_widened_blocks_fit_their_gains_to_the_kept_weights():
         assert (batch.gains[k, 1:] > 0.9).all()
     unmasked = FittedBatch.of(blocks, model, None, None, codec)
     assert (unmasked.gains[:, 1:] < 0.6 * batch.gains[:, 1:]).all()  # what counting the dropped weights gives
+
+
+def test_only_video_best_sizes_its_blocks():
+    from loe_codec.video import video_preset
+    assert video_preset("video-best").block_sizes == "pilot"
+    assert {video_preset(name).block_sizes for name in ("video", "video-fast")} == {"equal"}

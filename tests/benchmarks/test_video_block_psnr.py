@@ -68,3 +68,31 @@ def test_float_fit_decodes_given_networks_in_the_files_grid(tmp_path):
     torch.save(stored, tmp_path / "short.pt")
     with pytest.raises(SystemExit, match="blocks of the file"):
         script.block_psnr(CLIP, path, float_fit=[tmp_path / "short.pt"])
+
+
+def test_float_fit_pads_narrower_networks_with_zero_units(tmp_path):
+    script = load_script("benchmarks/video_block_psnr.py")
+    path = tmp_path / "clip.loe"
+    encode_video(CLIP, path, config=tiny_video_config(steps=10), device="cpu", measure_psnr=False)
+    with LoeVideo(path) as video:
+        tiles = [video.reader.read_tile(k) for k in range(len(video.grid))]
+        layers = video.config.model.layers
+    weights = [torch.stack([t[0][i] for t in tiles]) for i in range(layers)]  # [blocks, banks, in, out]
+    biases = [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]  # [blocks, out]
+    # The last hidden unit of every layer switched off (zero in and out, zero bias) ...
+    off = [w.clone() for w in weights], [b.clone() for b in biases]
+    for i in range(layers):
+        if i < layers - 1:
+            off[0][i][..., -1] = 0
+            off[1][i][..., -1] = 0
+        if i > 0:
+            off[0][i][..., -1, :] = 0
+    torch.save({"weights": off[0], "biases": off[1]}, tmp_path / "off.pt")
+    # ... decodes as the networks one unit narrower, given as a batch of their own (the sized blocks' case)
+    cut = {"weights": [w[..., :w.shape[-2] - (i > 0), :w.shape[-1] - (i < layers - 1)].contiguous()
+                       for i, w in enumerate(off[0])],
+           "biases": [b[..., :b.shape[-1] - (i < layers - 1)].contiguous() for i, b in enumerate(off[1])]}
+    torch.save(cut, tmp_path / "cut.pt")
+    switched_off = script.block_psnr(CLIP, path, float_fit=[tmp_path / "off.pt"])
+    assert script.block_psnr(CLIP, path, float_fit=[tmp_path / "cut.pt"]) == switched_off
+    assert switched_off != script.block_psnr(CLIP, path)  # the unit mattered: the test can tell
