@@ -41,16 +41,22 @@ def test_a_source_of_another_size_is_refused(tmp_path):
         script.block_psnr(other, path)
 
 
-def test_float_fit_decodes_given_networks_in_the_files_grid(tmp_path):
-    script = load_script("benchmarks/video_block_psnr.py")
+def _file_networks(tmp_path):
+    """A tiny encode of the sample clip, and its dequantized networks as a fit-cache batch holds them:
+    per layer weights ``[blocks, banks, in, out]`` and biases ``[blocks, out]``."""
     path = tmp_path / "clip.loe"
     encode_video(CLIP, path, config=tiny_video_config(steps=10), device="cpu", measure_psnr=False)
     with LoeVideo(path) as video:
         tiles = [video.reader.read_tile(k) for k in range(len(video.grid))]
         layers = video.config.model.layers
+    return path, {"weights": [torch.stack([t[0][i] for t in tiles]) for i in range(layers)],
+                  "biases": [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]}
+
+
+def test_float_fit_decodes_given_networks_in_the_files_grid(tmp_path):
+    script = load_script("benchmarks/video_block_psnr.py")
     # The file's own dequantized networks, stored as a fit-cache batch: the same decode, to the bit.
-    stored = {"weights": [torch.stack([t[0][i] for t in tiles]) for i in range(layers)],
-              "biases": [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]}
+    path, stored = _file_networks(tmp_path)
     torch.save(stored, tmp_path / "same.pt")
     decoded = script.block_psnr(CLIP, path)
     assert script.block_psnr(CLIP, path, float_fit=[tmp_path / "same.pt"]) == decoded
@@ -72,15 +78,10 @@ def test_float_fit_decodes_given_networks_in_the_files_grid(tmp_path):
 
 def test_float_fit_pads_narrower_networks_with_zero_units(tmp_path):
     script = load_script("benchmarks/video_block_psnr.py")
-    path = tmp_path / "clip.loe"
-    encode_video(CLIP, path, config=tiny_video_config(steps=10), device="cpu", measure_psnr=False)
-    with LoeVideo(path) as video:
-        tiles = [video.reader.read_tile(k) for k in range(len(video.grid))]
-        layers = video.config.model.layers
-    weights = [torch.stack([t[0][i] for t in tiles]) for i in range(layers)]  # [blocks, banks, in, out]
-    biases = [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]  # [blocks, out]
+    path, stored = _file_networks(tmp_path)
+    layers = len(stored["weights"])
     # The last hidden unit of every layer switched off (zero in and out, zero bias) ...
-    off = [w.clone() for w in weights], [b.clone() for b in biases]
+    off = [w.clone() for w in stored["weights"]], [b.clone() for b in stored["biases"]]
     for i in range(layers):
         if i < layers - 1:
             off[0][i][..., -1] = 0
