@@ -165,7 +165,9 @@ def test_widened_blocks_fit_their_gains_to_the_kept_weights():
     assert (unmasked.gains[:, 1:] < 0.6 * batch.gains[:, 1:]).all()  # what counting the dropped weights gives
 
 
-def test_only_video_best_sizes_its_blocks():
+def test_only_video_best_sizes_its_blocks_and_fine_tunes_at_a_lower_rate():
     from loe_codec.video import video_preset
-    assert video_preset("video-best").block_sizes == "pilot"
-    assert {video_preset(name).block_sizes for name in ("video", "video-fast")} == {"equal"}
+    best = video_preset("video-best")
+    assert best.block_sizes == "pilot" and best.codec.quant.qat_learning_rate == 3e-5
+    others = [video_preset(name) for name in ("video", "video-fast")]
+    assert {c.block_sizes for c in others} == {"equal"} and {c.codec.quant.qat_learning_rate for c in others} == {1e-3}
