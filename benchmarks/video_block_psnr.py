@@ -43,15 +43,15 @@ class FloatFit:
     def __init__(self, paths: list[str | Path], video: LoeVideo):
         stored = [torch.load(path, map_location="cpu", weights_only=True) for path in paths]
         self.config = video.config
-        shapes = self.config.model.layer_shapes()
+        layer_shapes = self.config.model.layer_shapes()
         # per layer [blocks, banks, in, out] / [blocks, out]; a narrower network (a file of sized blocks,
         # `block_sizes`) padded with zero units, as the encoder widens it
         self.weights = [torch.cat([_padded(w, (n_in, n_out)) for w in layer])
-                        for layer, (n_in, n_out) in zip(zip(*(s["weights"] for s in stored)), shapes)]
+                        for layer, (n_in, n_out) in zip(zip(*(s["weights"] for s in stored)), layer_shapes)]
         self.biases = [torch.cat([_padded(b, (n_out,)) for b in layer])
-                       for layer, (_, n_out) in zip(zip(*(s["biases"] for s in stored)), shapes)]
+                       for layer, (_, n_out) in zip(zip(*(s["biases"] for s in stored)), layer_shapes)]
         expected = [(len(video.grid), banks, n_in, n_out)
-                    for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), shapes)]
+                    for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), layer_shapes)]
         shapes = [tuple(w.shape) for w in self.weights]
         if shapes != expected:
             raise SystemExit(f"{' + '.join(map(str, paths))}: weights {shapes} are not the {len(video.grid)} blocks of the file's model "

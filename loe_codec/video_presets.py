@@ -43,7 +43,7 @@ class VideoConfig:
     """``"equal"``: every block gets the same network; ``"pilot"``: a short pilot fit of every block sets
     its share of the bits, and so its width (:mod:`loe_codec.block_sizes`; the file stores the widest
     network and every block's unit masks). At 0.1 bpp on Big Buck Bunny's first 60 frames +0.24 dB at the
-    same bytes (35.90 against 35.66 with ``video-best``), on their top half +0.26 (benchmarks/README.md);
+    same bytes (35.90 against 35.66 with equal blocks), on their top half +0.26 (benchmarks/README.md);
     ``video-best`` uses it, for a pilot of 1/32 of its steps."""
 
     def __post_init__(self) -> None:
@@ -130,9 +130,9 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # blocks, fewer to the sky): at 0.1 bpp the whole clip 35.90 dB against 35.66 with equal blocks, its
     # top half +0.26 (at 32 000 steps); lower rates modelled (+0.1-0.2 at 0.03), not measured. The
     # fine-tuning after quantization at a peak learning rate of 3e-5 instead of the images' 1e-3: at 0.1
-    # bpp the whole clip 35.90 / 36.06 / 36.18 / 36.28 dB at 1e-3 / 3e-4 / 1e-4 / 3e-5 (the float networks
-    # 36.22), its top half +0.11 / +0.12 at 3e-4 (equal / sized blocks). Lower rates and the `video`
-    # preset (carphone) not measured with it.
+    # bpp the whole clip 35.90 / 36.06 / 36.18 / 36.28 / 36.24 dB at 1e-3 / 3e-4 / 1e-4 / 3e-5 / 1e-5 (the
+    # float networks 36.22), its top half +0.11 / +0.12 at 3e-4 (equal / sized blocks). Lower rates and
+    # the `video` preset (carphone) not measured with it.
     "video-best": _video_preset(
         "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110,
