@@ -107,10 +107,13 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # and its crops (sky +1.36 dB, grass +0.15 at 0.02 bpp); carphone is one tile either way. Both follow the
     # camera's path where it pans (motion "auto", VideoConfig.motion: Big Buck Bunny's first 60 frames +1.6 to
     # +2 dB at 0.01-0.05 bpp with video-best), not where it shakes (carphone); video-fast does not (not measured).
+    # The fine-tuning after quantization at a peak learning rate of 3e-5, as video-best's, instead of the
+    # images' 1e-3: carphone +0.07 to +0.28 dB at 0.1-0.25 bpp (0.1 bpp: 31.56 / 31.66 / 31.71 / 31.71 dB
+    # at 1e-3 / 3e-4 / 1e-4 / 3e-5); see benchmarks/README.md for every rate.
     "video": _video_preset(
         "video", _VIDEO_MODEL, FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=512, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=72,
-        motion="auto"),
+        motion="auto", qat_learning_rate=3e-5),
     # `video` with 640-pixel tiles, networks up to width 110 and twice the fit steps (the QAT steps stay
     # 2000, as measured): on Big Buck Bunny's first 60 frames (4 blocks of 640x360x60) 27.17 / 29.62 / 30.48
     # dB at 0.01 / 0.02 / 0.03 bpp (x264 medium 28.24 / 32.04 / 34.03; `video`: 26.58 / 28.69 / 29.89;
@@ -131,8 +134,8 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # top half +0.26 (at 32 000 steps); lower rates modelled (+0.1-0.2 at 0.03), not measured. The
     # fine-tuning after quantization at a peak learning rate of 3e-5 instead of the images' 1e-3: at 0.1
     # bpp the whole clip 35.90 / 36.06 / 36.18 / 36.28 / 36.24 dB at 1e-3 / 3e-4 / 1e-4 / 3e-5 / 1e-5 (the
-    # float networks 36.22), its top half +0.11 / +0.12 at 3e-4 (equal / sized blocks). Lower rates and
-    # the `video` preset (carphone) not measured with it.
+    # float networks 36.22), its top half +0.11 / +0.12 at 3e-4 (equal / sized blocks). Lower rates not
+    # measured with it.
     "video-best": _video_preset(
         "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110,

@@ -165,9 +165,10 @@ def test_widened_blocks_fit_their_gains_to_the_kept_weights():
     assert (unmasked.gains[:, 1:] < 0.6 * batch.gains[:, 1:]).all()  # what counting the dropped weights gives
 
 
-def test_only_video_best_sizes_its_blocks_and_fine_tunes_at_a_lower_rate():
+def test_only_video_best_sizes_its_blocks_and_video_fast_keeps_the_images_fine_tuning_rate():
     from loe_codec.video import video_preset
-    best = video_preset("video-best")
-    assert best.block_sizes == "pilot" and best.codec.quant.qat_learning_rate == 3e-5
-    others = [video_preset(name) for name in ("video", "video-fast")]
-    assert {c.block_sizes for c in others} == {"equal"} and {c.codec.quant.qat_learning_rate for c in others} == {1e-3}
+    best, default, fast = (video_preset(name) for name in ("video-best", "video", "video-fast"))
+    assert best.block_sizes == "pilot" and {default.block_sizes, fast.block_sizes} == {"equal"}
+    # video-fast's 18 fine-tuning steps gain nothing at 3e-5 (carphone: 20.39 against 20.45 dB at 0.1 bpp)
+    assert best.codec.quant.qat_learning_rate == default.codec.quant.qat_learning_rate == 3e-5
+    assert fast.codec.quant.qat_learning_rate == 1e-3
