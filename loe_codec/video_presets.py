@@ -108,8 +108,8 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # camera's path where it pans (motion "auto", VideoConfig.motion: Big Buck Bunny's first 60 frames +1.6 to
     # +2 dB at 0.01-0.05 bpp with video-best), not where it shakes (carphone); video-fast does not (not measured).
     # The fine-tuning after quantization at a peak learning rate of 3e-5, as video-best's, instead of the
-    # images' 1e-3: carphone +0.07 to +0.28 dB at 0.1-0.25 bpp (0.1 bpp: 31.56 / 31.66 / 31.71 / 31.71 dB
-    # at 1e-3 / 3e-4 / 1e-4 / 3e-5); see benchmarks/README.md for every rate.
+    # images' 1e-3: carphone +0.60 / +0.75 dB at 0.02 / 0.03 bpp, +0.07 to +0.28 at 0.045-0.25 (0.1 bpp:
+    # 31.56 / 31.66 / 31.71 / 31.71 / 31.64 dB at 1e-3 / 3e-4 / 1e-4 / 3e-5 / 1e-5); benchmarks/README.md.
     "video": _video_preset(
         "video", _VIDEO_MODEL, FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=512, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=72,
