@@ -70,9 +70,9 @@ class VideoConfig:
 def _video_preset(name: str, model: ModelConfig, fit: FitConfig, tile: TileConfig, time: TimeConfig,
                   bits_per_parameter: float | None = None, max_width: int | None = None,
                   qat_steps: int | None = None, motion: str = "none", block_sizes: str = "equal",
-                  qat_learning_rate: float = 1e-3) -> VideoConfig:
+                  qat_learning_rate: float = QuantConfig.qat_learning_rate) -> VideoConfig:
     # The images' quality-50 slope and (unless given) 1/16 of the fit's steps of quantization-aware
-    # fine-tuning.
+    # fine-tuning, at the quantization's default learning rate unless given.
     qat = fit.steps // 16 if qat_steps is None else qat_steps
     quant = QuantConfig(slope=1e-3, qat_steps=qat, qat_learning_rate=qat_learning_rate)
     return VideoConfig(CodecConfig(model=model, fit=fit, quant=quant, tile=tile, preset=name), time,
