@@ -8,11 +8,13 @@ come from it::
 
     python benchmarks/video_block_psnr.py bbb60.mkv a.loe b.loe --out blocks.jsonl
 
-``--float-fit BATCH.pt [BATCH.pt ...]`` (one file's fit-cache batches holding all its blocks in the file's
-order, as ``video_sizes.py --cache`` leaves them: one batch per time chunk where the blocks did not fit in
-one, first chunk first; networks narrower than the file's, as ``block_sizes`` fits them, padded with zero
-units as the encoder widens them) also decodes the float networks before quantization, in the file's grid
-and blending: what quantization costs each block.
+``--float-fit BATCH.pt [BATCH.pt ...]`` (one file's fit-cache batches, as ``video_sizes.py --cache`` leaves
+them, holding all its blocks in the file's order: chunk by chunk, a chunk's tiles row by row) also decodes
+the float networks before quantization, in the file's grid and blending: what quantization costs each
+block. Equal blocks: one batch per time chunk where they did not fit in one, first chunk first. Sized
+blocks (``block_sizes``): one batch per block, padded with zero units as the encoder widens them; a
+chunk's blocks are fitted widest first, so the cache's time order is not the file's, and a block given a
+network narrower than the units it keeps stops the script.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ class FloatFit:
         if shapes != expected:
             raise SystemExit(f"{' + '.join(map(str, paths))}: weights {shapes} are not the {len(video.grid)} blocks of the file's model "
                              f"{expected}")
+        fitted = [w.shape[-1] for s in stored for w in s["weights"][0]]  # each block's width as fitted
+        for index, width in enumerate(fitted):
+            units = video.reader.tile_units(index)
+            if units is not None and int(units[0].sum()) > width:
+                raise SystemExit(f"block {index} of the file keeps {int(units[0].sum())} units, more than the "
+                                 f"{width} of the network given for it: pass the batches in the file's block order")
 
     def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return [w[index].float() for w in self.weights], [b[index].float() for b in self.biases]

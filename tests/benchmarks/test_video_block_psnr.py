@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,28 @@ def test_float_fit_pads_narrower_networks_with_zero_units(tmp_path):
     switched_off = script.block_psnr(CLIP, path, float_fit=[tmp_path / "off.pt"])
     assert script.block_psnr(CLIP, path, float_fit=[tmp_path / "cut.pt"]) == switched_off
     assert switched_off != script.block_psnr(CLIP, path)  # the unit mattered: the test can tell
+
+
+def test_float_fit_refuses_a_network_narrower_than_the_units_its_block_keeps(tmp_path):
+    """Sized blocks' batches out of the file's order would give a block another's narrower network."""
+    script = load_script("benchmarks/video_block_psnr.py")
+    path = tmp_path / "sized.loe"
+    cfg = dataclasses.replace(tiny_video_config(steps=16), block_sizes="pilot")
+    encode_video(CLIP, path, config=cfg, device="cpu", bpp=2.0, measure_psnr=False)
+    with LoeVideo(path) as video:
+        kept = [int(video.reader.tile_units(k)[0].sum()) for k in range(len(video.grid))]
+        tiles = [video.reader.read_tile(k) for k in range(len(video.grid))]
+        layers = video.config.model.layers
+        assert len(set(kept)) > 1  # the blocks got widths of their own
+        stored = {"weights": [torch.stack([t[0][i] for t in tiles]) for i in range(layers)],
+                  "biases": [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]}
+        torch.save(stored, tmp_path / "full.pt")
+        script.FloatFit([tmp_path / "full.pt"], video)  # every block's network as wide as the file's: taken
+        n = min(kept)  # every block cut to the narrowest block's width
+        cut = {"weights": [w[..., :w.shape[-2] if i == 0 else n, :w.shape[-1] if i == layers - 1 else n]
+                           for i, w in enumerate(stored["weights"])],
+               "biases": [b[..., :b.shape[-1] if i == layers - 1 else n] for i, b in enumerate(stored["biases"])]}
+        torch.save(cut, tmp_path / "cut.pt")
+        wider = next(k for k, units in enumerate(kept) if units > n)
+        with pytest.raises(SystemExit, match=f"block {wider} of the file keeps {kept[wider]} units"):
+            script.FloatFit([tmp_path / "cut.pt"], video)
