@@ -68,11 +68,12 @@ def main() -> None:
     ap.add_argument("bpp", help="comma-separated rates, bits per pixel per frame")
     ap.add_argument("--preset", default="video")
     ap.add_argument("--cache", default="video_sizes_cache", help="folder of the fit caches")
-    ap.add_argument("--work", default=".", help="folder for the .loe files")
+    ap.add_argument("--work", default=".", help="folder for the .loe files (made if missing)")
     ap.add_argument("--out", help="append the JSON lines here")
     ap.add_argument("--progress", action="store_true", help="print each stage's progress to stderr every 2%%")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    Path(args.work).mkdir(parents=True, exist_ok=True)
     config, chunk = variant(args.preset, json.loads(args.changes))
     code = code_version()  # the code this process loaded (the tree may change while a long run goes on)
     for bpp in (float(b) for b in args.bpp.split(",")):

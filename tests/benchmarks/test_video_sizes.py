@@ -43,7 +43,7 @@ def test_a_run_records_its_code_threads_and_what_the_cache_held(tmp_path, monkey
     changes = '{"fit": {"steps": 4, "samples_per_tile": 64}, "model": {"width": 8}, "quant": {"qat_steps": 0}}'
     out = tmp_path / "runs.jsonl"
     argv = ["video_sizes.py", str(SAMPLES / "carphone_12f.mp4"), "tiny", changes, "1.0", "--preset", "video-fast",
-            "--cache", str(tmp_path / "cache"), "--work", str(tmp_path), "--out", str(out)]
+            "--cache", str(tmp_path / "cache"), "--work", str(tmp_path / "files"), "--out", str(out)]  # made
     for _ in range(2):
         monkeypatch.setattr(sys, "argv", argv)
         sizes.main()
@@ -51,7 +51,7 @@ def test_a_run_records_its_code_threads_and_what_the_cache_held(tmp_path, monkey
     assert first["cache_at_start"] == {"batches": 0, "snapshots": 0}
     assert second["cache_at_start"]["batches"] >= 1  # the second run took up the first's fits
     assert first["threads"] >= 1 and first["code"]
-    assert first["psnr"] == second["psnr"]
+    assert first["psnr"] == second["psnr"] and (tmp_path / "files" / "tiny_1.0.loe").is_file()
 
 
 def test_code_version_is_the_checkouts_commit_or_unknown(tmp_path):
