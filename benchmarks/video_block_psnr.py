@@ -58,12 +58,13 @@ class FloatFit:
         if shapes != expected:
             raise SystemExit(f"{' + '.join(map(str, paths))}: weights {shapes} are not the {len(video.grid)} blocks of the file's model "
                              f"{expected}")
-        fitted = [w.shape[-1] for s in stored for w in s["weights"][0]]  # each block's width as fitted
+        fitted = [w.shape[-1] for batch in stored for w in batch["weights"][0]]  # each block's width as fitted
         for index, width in enumerate(fitted):
             units = video.reader.tile_units(index)
-            if units is not None and int(units[0].sum()) > width:
-                raise SystemExit(f"block {index} of the file keeps {int(units[0].sum())} units, more than the "
-                                 f"{width} of the network given for it: pass the batches in the file's block order")
+            kept = None if units is None else int(units[0].sum())
+            if kept is not None and kept > width:
+                raise SystemExit(f"block {index} of the file keeps {kept} units, more than the {width} of the "
+                                 f"network given for it: pass the batches in the file's block order")
 
     def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return [w[index].float() for w in self.weights], [b[index].float() for b in self.biases]
