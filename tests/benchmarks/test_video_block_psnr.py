@@ -43,11 +43,13 @@ def test_a_source_of_another_size_is_refused(tmp_path):
         script.block_psnr(other, path)
 
 
-def _file_networks(tmp_path):
-    """A tiny encode of the sample clip, and its dequantized networks as a fit-cache batch holds them:
-    per layer weights ``[blocks, banks, in, out]`` and biases ``[blocks, out]``."""
+def _file_networks(tmp_path, config=None, **encode):
+    """A tiny encode of the sample clip (``config``, default the tiny one at 10 steps; ``encode``: more of
+    ``encode_video``'s arguments), and its dequantized networks as a fit-cache batch holds them: per layer
+    weights ``[blocks, banks, in, out]`` and biases ``[blocks, out]``."""
     path = tmp_path / "clip.loe"
-    encode_video(CLIP, path, config=tiny_video_config(steps=10), device="cpu", measure_psnr=False)
+    encode_video(CLIP, path, config=config or tiny_video_config(steps=10), device="cpu", measure_psnr=False,
+                 **encode)
     with LoeVideo(path) as video:
         tiles = [video.reader.read_tile(k) for k in range(len(video.grid))]
         layers = video.config.model.layers
@@ -104,16 +106,12 @@ def test_float_fit_pads_narrower_networks_with_zero_units(tmp_path):
 def test_float_fit_refuses_a_network_narrower_than_the_units_its_block_keeps(tmp_path):
     """Sized blocks' batches out of the file's order would give a block another's narrower network."""
     script = load_script("benchmarks/video_block_psnr.py")
-    path = tmp_path / "sized.loe"
-    cfg = dataclasses.replace(tiny_video_config(steps=16), block_sizes="pilot")
-    encode_video(CLIP, path, config=cfg, device="cpu", bpp=2.0, measure_psnr=False)
+    path, stored = _file_networks(tmp_path, dataclasses.replace(tiny_video_config(steps=16), block_sizes="pilot"),
+                                  bpp=2.0)
     with LoeVideo(path) as video:
         kept = [int(video.reader.tile_units(k)[0].sum()) for k in range(len(video.grid))]
-        tiles = [video.reader.read_tile(k) for k in range(len(video.grid))]
         layers = video.config.model.layers
         assert len(set(kept)) > 1  # the blocks got widths of their own
-        stored = {"weights": [torch.stack([t[0][i] for t in tiles]) for i in range(layers)],
-                  "biases": [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]}
         torch.save(stored, tmp_path / "full.pt")
         script.FloatFit([tmp_path / "full.pt"], video)  # every block's network as wide as the file's: taken
         n = min(kept)  # every block cut to the narrowest block's width
