@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -122,3 +123,47 @@ def test_float_fit_refuses_a_network_narrower_than_the_units_its_block_keeps(tmp
         wider = next(k for k, units in enumerate(kept) if units > n)
         with pytest.raises(SystemExit, match=f"block {wider} of the file keeps {kept[wider]} units"):
             script.FloatFit([tmp_path / "cut.pt"], video)
+
+
+def test_float_cache_finds_a_sized_encodes_blocks_in_the_file_order(tmp_path):
+    """A cache folder as the encoder leaves it (a chunk's blocks of one width as one batch, widest first,
+    chunk after chunk) is read back into the file's blocks, leaving snapshots and other batches out."""
+    script = load_script("benchmarks/video_block_psnr.py")
+    path, stored = _file_networks(tmp_path, dataclasses.replace(tiny_video_config(steps=16), block_sizes="pilot"),
+                                  bpp=2.0)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with LoeVideo(path) as video:
+        kept = [int(video.reader.tile_units(k)[0].sum()) for k in range(len(video.grid))]
+        layers, per_chunk = video.config.model.layers, len(video.grid.space.tiles())
+
+        def narrowed(blocks: list[int], width: int) -> dict:  # those blocks' networks, their first units
+            return {"weights": [w[blocks][..., :w.shape[-2] if i == 0 else width, :w.shape[-1] if i == layers - 1
+                                            else width].contiguous() for i, w in enumerate(stored["weights"])],
+                    "biases": [b[blocks][..., :b.shape[-1] if i == layers - 1 else width].contiguous()
+                               for i, b in enumerate(stored["biases"])]}
+
+        written = [("other", narrowed([0], 1)), ("snapshot.partial", narrowed([0], kept[0]))]
+        expected = [None] * len(kept)
+        for start in range(0, len(kept), per_chunk):
+            chunk = range(start, start + per_chunk)
+            for width in sorted({kept[k] for k in chunk}, reverse=True):
+                blocks = [k for k in chunk if kept[k] == width]
+                written.append((f"c{start}w{width}", narrowed(blocks, width)))
+                for row, k in enumerate(blocks):
+                    expected[k] = (cache / f"batch-c{start}w{width}.pt", row)
+        for age, (name, batch) in enumerate(written):
+            torch.save(batch, cache / f"batch-{name}.pt")
+            os.utime(cache / f"batch-{name}.pt", (1000 + age, 1000 + age))
+        held: dict = {}  # batch -> the blocks it holds
+        for k, (batch, _) in enumerate(expected):
+            held.setdefault(batch, []).append(k)
+        assert any(ks != list(range(ks[0], ks[0] + len(ks))) for ks in held.values())  # some not neighbours
+        assert script.cache_blocks_in_file_order(cache, video) == expected
+        torch.save(stored, tmp_path / "full.pt")
+    # Each block decoded with its own network: as the file's full-width networks decode.
+    assert script.block_psnr(CLIP, path, float_fit=expected) == script.block_psnr(CLIP, path,
+                                                                                float_fit=[tmp_path / "full.pt"])
+    expected[0][0].unlink()  # the first block's batch gone
+    with LoeVideo(path) as video, pytest.raises(SystemExit, match="no fit-cache batch holds block"):
+        script.cache_blocks_in_file_order(cache, video)
