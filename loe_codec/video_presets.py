@@ -138,7 +138,7 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # measured with it.
     "video-best": _video_preset(
         "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
-        TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=110,
+        TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=134,
         qat_steps=2000, motion="auto", block_sizes="pilot", qat_learning_rate=3e-5),
 }
 

@@ -267,7 +267,8 @@ def test_bpp_encode_chooses_the_chunk_unless_asked(tmp_path):
 
 @pytest.mark.parametrize("preset, bpp, blocks, width", [("video", 0.02, 6, 53), ("video", 0.03, 6, 65),
                                                          ("video-best", 0.01, 4, 46), ("video-best", 0.02, 4, 65),
-                                                         ("video-best", 0.03, 4, 81)])
+                                                         ("video-best", 0.03, 4, 81), ("video-best", 0.05, 4, 105),
+                                                         ("video-best", 0.1, 8, 105), ("video-best", 0.161, 8, 134)])
 def test_presets_size_big_buck_bunny_as_measured(preset, bpp, blocks, width):
     """The blocks behind the recorded Big Buck Bunny numbers (1280x720, 60 frames; benchmarks/README.md):
     ``video-best``'s 640-pixel tiles give 4 blocks, wider than the preset's ``max_width`` 72 at 0.03 bpp;
