@@ -114,8 +114,8 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
         "video", _VIDEO_MODEL, FitConfig(steps=32000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=512, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=72,
         motion="auto", qat_learning_rate=3e-5),
-    # `video` with 640-pixel tiles, networks up to width 110 and twice the fit steps (the QAT steps stay
-    # 2000, as measured): on Big Buck Bunny's first 60 frames (4 blocks of 640x360x60) 27.17 / 29.62 / 30.48
+    # `video` with 640-pixel tiles, networks up to width 110 (now 134, below), twice the fit steps (the QAT
+    # steps stay 2000, as measured): on Big Buck Bunny's first 60 frames (4 blocks of 640x360x60) 27.17 / 29.62 / 30.48
     # dB at 0.01 / 0.02 / 0.03 bpp (x264 medium 28.24 / 32.04 / 34.03; `video`: 26.58 / 28.69 / 29.89;
     # 640-pixel tiles at 32 000 steps: 28.75 / 30.36 at 0.02 / 0.03: the width-81 networks of 0.03 bpp gain
     # little from the steps). Blocks that large are far from converged at 32 000 steps of 4096 samples (each
@@ -135,7 +135,10 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # fine-tuning after quantization at a peak learning rate of 3e-5 instead of the images' 1e-3: at 0.1
     # bpp the whole clip 35.90 / 36.06 / 36.18 / 36.28 / 36.24 dB at 1e-3 / 3e-4 / 1e-4 / 3e-5 / 1e-5 (the
     # float networks 36.22), its top half +0.11 / +0.12 at 3e-4 (equal / sized blocks). Lower rates not
-    # measured with it.
+    # measured with it. max_width 134 (110 until 2026-12-07): at 0.161 bpp (x264's CRF 18: 40.49 dB) the
+    # rate rule gives 8 blocks of 30 frames (width 134 before the pilot sizes them) instead of 12 of 20
+    # (width 110): 38.03 dB against 37.33. 0.01-0.1 bpp and carphone keep the blocks measured; from 137 on,
+    # 0.1 bpp would become one 60-frame block per tile (-1.02 dB on its top-left quadrant).
     "video-best": _video_preset(
         "video-best", _VIDEO_MODEL, FitConfig(steps=64000, samples_per_tile=4096, learning_rate=1e-2),
         TileConfig(size=640, margin=4), TimeConfig(chunk=60, margin=2), bits_per_parameter=5.0, max_width=134,
