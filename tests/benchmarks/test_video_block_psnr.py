@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -125,7 +127,7 @@ def test_float_fit_refuses_a_network_narrower_than_the_units_its_block_keeps(tmp
             script.FloatFit([tmp_path / "cut.pt"], video)
 
 
-def test_float_cache_finds_a_sized_encodes_blocks_in_the_file_order(tmp_path):
+def test_float_cache_finds_a_sized_encodes_blocks_in_the_file_order(tmp_path, monkeypatch):
     """A cache folder as the encoder leaves it (a chunk's blocks of one width as one batch, widest first,
     chunk after chunk) is read back into the file's blocks, leaving snapshots and other batches out."""
     script = load_script("benchmarks/video_block_psnr.py")
@@ -161,9 +163,17 @@ def test_float_cache_finds_a_sized_encodes_blocks_in_the_file_order(tmp_path):
         assert any(ks != list(range(ks[0], ks[0] + len(ks))) for ks in held.values())  # some not neighbours
         assert script.cache_blocks_in_file_order(cache, video) == expected
         torch.save(stored, tmp_path / "full.pt")
-    # Each block decoded with its own network: as the file's full-width networks decode.
-    assert script.block_psnr(CLIP, path, float_fit=expected) == script.block_psnr(CLIP, path,
-                                                                                float_fit=[tmp_path / "full.pt"])
+    # Each block decoded with its own network: as the file's full-width networks decode; so does the command.
+    floats = script.block_psnr(CLIP, path, float_fit=[tmp_path / "full.pt"])
+    assert script.block_psnr(CLIP, path, float_fit=expected) == floats
+    out = tmp_path / "blocks.jsonl"
+    monkeypatch.setattr(sys, "argv", ["video_block_psnr.py", str(CLIP), str(path), "--float-cache", str(cache),
+                                      "--out", str(out)])
+    script.main()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["psnr"] for line in lines] == [{k: round(v, 2) for k, v in psnr.items()}
+                                                for psnr in (script.block_psnr(CLIP, path), floats)]
+    assert lines[1]["float_cache"] == str(cache) and len(lines[1]["float_fit"]) == len(written) - 2
     expected[0][0].unlink()  # the first block's batch gone
     with LoeVideo(path) as video, pytest.raises(SystemExit, match="no fit-cache batch holds block"):
         script.cache_blocks_in_file_order(cache, video)
