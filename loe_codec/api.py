@@ -123,6 +123,8 @@ def resume_cache(output: str, cache_dir: str | os.PathLike | None, resume: bool)
 class LoeImage:
     """An opened `.loe` image. Reads tiles lazily; use as a context manager or call :meth:`close`."""
 
+    picture = "image"  # what a region lies in, for messages
+
     def __init__(self, path: str | os.PathLike):
         self._reader = CodecReader(path)
         self.header = self._reader.header
@@ -141,7 +143,7 @@ class LoeImage:
         """Validate a region (source pixels ``x, y, w, h``) and output size; see :meth:`decode`."""
         x, y, w, h = region if region is not None else (0, 0, self.width, self.height)
         if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > self.width or y + h > self.height:
-            raise UsageError(f"region {x},{y},{w},{h} does not lie inside the {self.width}x{self.height} image")
+            raise UsageError(f"region {x},{y},{w},{h} does not lie inside the {self.width}x{self.height} {self.picture}")
         if scale is not None and (width is not None or height is not None):
             raise UsageError("give either a scale or an output width/height, not both")
         if scale is not None:

@@ -189,6 +189,8 @@ def _copied_audio(src: VideoSource) -> AudioTrack | None:
 class LoeVideo:
     """An opened video `.loe` file. Reads blocks lazily; use as a context manager or call :meth:`close`."""
 
+    picture = "frame"  # what a region lies in, for messages
+
     def __init__(self, path: str | os.PathLike):
         self.reader = VideoReader(path)
         self.header = self.reader.header

@@ -80,6 +80,12 @@ def test_bad_requests_raise_usage_error(encoded, kwargs, tmp_path):
     assert not out.exists()
 
 
+def test_a_region_outside_is_told_against_the_image(encoded):
+    with loe_codec.open(encoded[0]) as img:
+        with pytest.raises(UsageError, match=rf"inside the {img.width}x{img.height} image"):
+            img.request(region=(img.width - 4, 0, 8, 8))
+
+
 def test_info(encoded):
     path, _, result = encoded
     data = loe_codec.info(path)

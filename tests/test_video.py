@@ -245,6 +245,11 @@ def test_bad_selections(encoded_video, selection):
         clip.request(**selection)
 
 
+def test_a_region_outside_is_told_against_the_frame(encoded_video):
+    with LoeVideo(encoded_video[0]) as clip, pytest.raises(UsageError, match=r"inside the 88x72 frame"):
+        clip.request(region=(80, 0, 20, 20))
+
+
 def test_bad_outputs_leave_nothing(encoded_video, tmp_path):
     with LoeVideo(encoded_video[0]) as clip:
         for name, codec in (("x.avi", None), ("x.png", None), ("x.mp4", "nonesuch"), ("x.mp4", "aac")):
