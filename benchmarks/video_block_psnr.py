@@ -106,7 +106,9 @@ def cache_blocks_in_file_order(cache: str | Path, video: LoeVideo) -> list[tuple
     order, a block takes the next row of the batch of its width (the units it keeps; the file's width where
     it keeps all) already begun, or else begins the oldest unused batch (by modification time) of that width
     that has no more rows than blocks of that width are left. Snapshots (``*.partial.pt``) and batches no
-    block matches (a pilot fit's) are left out; a batch begun and not used up stops the script."""
+    block matches (a pilot fit's) are left out; a batch begun and not used up stops the script. A pilot batch
+    as wide as, and with no more rows than, the blocks left of one width would be taken for theirs (it is
+    older): pass such a file's batches by hand (``--float-fit``)."""
     batches = []
     for path in sorted(Path(cache).glob("batch-*.pt"), key=lambda f: f.stat().st_mtime):
         if not path.name.endswith(".partial.pt"):
@@ -170,10 +172,10 @@ def main() -> None:
     ap.add_argument("codecs", nargs="+", help="video .loe files")
     ap.add_argument("--out", help="append one JSON line per file here")
     ap.add_argument("--device", default="cpu")
-    floats = ap.add_mutually_exclusive_group()
-    floats.add_argument("--float-fit", nargs="+", help="the fit-cache batch files of the (one) codec's blocks, first "
+    float_source = ap.add_mutually_exclusive_group()
+    float_source.add_argument("--float-fit", nargs="+", help="the fit-cache batch files of the (one) codec's blocks, first "
                         "chunk first: decode its float networks too")
-    floats.add_argument("--float-cache", help="the fit-cache folder of the (one) codec's encode: decode its float "
+    float_source.add_argument("--float-cache", help="the fit-cache folder of the (one) codec's encode: decode its float "
                         "networks too, the batches put in the file's block order")
     args = ap.parse_args()
     if (args.float_fit or args.float_cache) and len(args.codecs) != 1:
