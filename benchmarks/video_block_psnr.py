@@ -69,18 +69,24 @@ class FloatFit:
                     for banks, (n_in, n_out) in zip(self.config.model.bank_counts(), layer_shapes)]
         shapes = [tuple(w.shape) for w in self.weights]
         if shapes != expected:
-            raise SystemExit(f"{' + '.join(map(_name, paths))}: weights {shapes} are not the {len(video.grid)} blocks of the file's model "
-                             f"{expected}")
+            raise SystemExit(f"{' + '.join(map(_name, paths))}: weights {shapes} are not the {len(video.grid)} "
+                             f"blocks of the file's model {expected}")
         fitted = [w.shape[-1] for batch in stored for w in batch["weights"][0]]  # each block's width as fitted
         for index, width in enumerate(fitted):
-            units = video.reader.tile_units(index)
-            kept = None if units is None else int(units[0].sum())
+            kept = kept_width(video, index)
             if kept is not None and kept > width:
                 raise SystemExit(f"block {index} of the file keeps {kept} units, more than the {width} of the "
                                  f"network given for it: pass the batches in the file's block order")
 
     def read_tile(self, index: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return [w[index].float() for w in self.weights], [b[index].float() for b in self.biases]
+
+
+def kept_width(video: LoeVideo, index: int) -> int | None:
+    """The hidden units block ``index`` of the file keeps (its widest layer's; a sized block's network
+    width), or None where the file's blocks keep every unit."""
+    units = video.reader.tile_units(index)
+    return None if units is None else max(int(u.sum()) for u in units)
 
 
 def _name(entry: str | Path | tuple[str | Path, int]) -> str:
@@ -114,10 +120,7 @@ def cache_blocks_in_file_order(cache: str | Path, video: LoeVideo) -> list[tuple
         if not path.name.endswith(".partial.pt"):
             weights = torch.load(path, map_location="cpu", weights_only=True)["weights"]
             batches.append((path, int(weights[0].shape[0]), int(weights[0].shape[-1])))  # rows, hidden width
-    widths = []
-    for index in range(len(video.grid)):
-        units = video.reader.tile_units(index)
-        widths.append(video.config.model.width if units is None else max(int(u.sum()) for u in units))
+    widths = [kept_width(video, index) or video.config.model.width for index in range(len(video.grid))]
     placed: list[tuple[Path, int]] = []
     begun: dict[int, tuple[Path, int, int]] = {}  # width -> (batch, next row, rows)
     used: set[Path] = set()
@@ -173,10 +176,10 @@ def main() -> None:
     ap.add_argument("--out", help="append one JSON line per file here")
     ap.add_argument("--device", default="cpu")
     float_source = ap.add_mutually_exclusive_group()
-    float_source.add_argument("--float-fit", nargs="+", help="the fit-cache batch files of the (one) codec's blocks, first "
-                        "chunk first: decode its float networks too")
-    float_source.add_argument("--float-cache", help="the fit-cache folder of the (one) codec's encode: decode its float "
-                        "networks too, the batches put in the file's block order")
+    float_source.add_argument("--float-fit", nargs="+", help="the fit-cache batch files of the (one) codec's "
+                              "blocks, first chunk first: decode its float networks too")
+    float_source.add_argument("--float-cache", help="the fit-cache folder of the (one) codec's encode: decode its "
+                              "float networks too, the batches put in the file's block order")
     args = ap.parse_args()
     if (args.float_fit or args.float_cache) and len(args.codecs) != 1:
         ap.error("--float-fit and --float-cache take one codec file")

@@ -60,6 +60,17 @@ def _file_networks(tmp_path, config=None, **encode):
                   "biases": [torch.stack([t[1][i] for t in tiles]) for i in range(layers)]}
 
 
+def _first_units(stored: dict, width: int, blocks: list[int] | None = None) -> dict:
+    """``stored``'s networks (of ``blocks``, default all) cut to their first ``width`` hidden units, as a
+    sized block's narrower fit holds them."""
+    layers = len(stored["weights"])
+    pick = slice(None) if blocks is None else blocks
+    return {"weights": [w[pick][..., :w.shape[-2] if i == 0 else width, :w.shape[-1] if i == layers - 1 else width]
+                        .contiguous() for i, w in enumerate(stored["weights"])],
+            "biases": [b[pick][..., :b.shape[-1] if i == layers - 1 else width].contiguous()
+                       for i, b in enumerate(stored["biases"])]}
+
+
 def test_float_fit_decodes_given_networks_in_the_files_grid(tmp_path):
     script = load_script("benchmarks/video_block_psnr.py")
     # The file's own dequantized networks, stored as a fit-cache batch: the same decode, to the bit.
@@ -113,15 +124,11 @@ def test_float_fit_refuses_a_network_narrower_than_the_units_its_block_keeps(tmp
                                   bpp=2.0)
     with LoeVideo(path) as video:
         kept = [int(video.reader.tile_units(k)[0].sum()) for k in range(len(video.grid))]
-        layers = video.config.model.layers
         assert len(set(kept)) > 1  # the blocks got widths of their own
         torch.save(stored, tmp_path / "full.pt")
         script.FloatFit([tmp_path / "full.pt"], video)  # every block's network as wide as the file's: taken
         n = min(kept)  # every block cut to the narrowest block's width
-        cut = {"weights": [w[..., :w.shape[-2] if i == 0 else n, :w.shape[-1] if i == layers - 1 else n]
-                           for i, w in enumerate(stored["weights"])],
-               "biases": [b[..., :b.shape[-1] if i == layers - 1 else n] for i, b in enumerate(stored["biases"])]}
-        torch.save(cut, tmp_path / "cut.pt")
+        torch.save(_first_units(stored, n), tmp_path / "cut.pt")
         wider = next(k for k, units in enumerate(kept) if units > n)
         with pytest.raises(SystemExit, match=f"block {wider} of the file keeps {kept[wider]} units"):
             script.FloatFit([tmp_path / "cut.pt"], video)
@@ -137,21 +144,14 @@ def test_float_cache_finds_a_sized_encodes_blocks_in_the_file_order(tmp_path, mo
     cache.mkdir()
     with LoeVideo(path) as video:
         kept = [int(video.reader.tile_units(k)[0].sum()) for k in range(len(video.grid))]
-        layers, per_chunk = video.config.model.layers, len(video.grid.space.tiles())
-
-        def narrowed(blocks: list[int], width: int) -> dict:  # those blocks' networks, their first units
-            return {"weights": [w[blocks][..., :w.shape[-2] if i == 0 else width, :w.shape[-1] if i == layers - 1
-                                            else width].contiguous() for i, w in enumerate(stored["weights"])],
-                    "biases": [b[blocks][..., :b.shape[-1] if i == layers - 1 else width].contiguous()
-                               for i, b in enumerate(stored["biases"])]}
-
-        written = [("other", narrowed([0], 1)), ("snapshot.partial", narrowed([0], kept[0]))]
+        per_chunk = len(video.grid.space.tiles())
+        written = [("other", _first_units(stored, 1, [0])), ("snapshot.partial", _first_units(stored, kept[0], [0]))]
         expected = [None] * len(kept)
         for start in range(0, len(kept), per_chunk):
             chunk = range(start, start + per_chunk)
             for width in sorted({kept[k] for k in chunk}, reverse=True):
                 blocks = [k for k in chunk if kept[k] == width]
-                written.append((f"c{start}w{width}", narrowed(blocks, width)))
+                written.append((f"c{start}w{width}", _first_units(stored, width, blocks)))
                 for row, k in enumerate(blocks):
                     expected[k] = (cache / f"batch-c{start}w{width}.pt", row)
         for age, (name, batch) in enumerate(written):
