@@ -132,12 +132,6 @@ def _finite(value):
     return value
 
 
-def _is_video_codec(path: Path) -> bool:
-    from loe_codec.video_container import probe_kind
-
-    return probe_kind(path) == "video"
-
-
 def _warn(message: str) -> None:
     err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
@@ -264,9 +258,11 @@ def decode(
     """
     limit_threads_on_a_busy_cpu()
     import loe_codec
+    from loe_codec.video_container import probe_kind
 
     reg = _parse_region(region)
-    if _is_video_codec(codec):
+    kind = probe_kind(codec)  # None where unreadable: the image path below then says why
+    if kind == "video":
         from cli import video
 
         if pyramid:
@@ -278,7 +274,7 @@ def decode(
                                    not no_audio)
         typer.echo(summary)
         return
-    if any(v is not None for v in (frames, time_range, fps, video_codec)) or no_audio:
+    if kind == "image" and (any(v is not None for v in (frames, time_range, fps, video_codec)) or no_audio):
         _fail("--frames, --time, --fps, --codec and --no-audio apply to video .loe files only", 2)
     with _errors(), _progress(quiet) as bar:
         stage = _stage_callback(bar)

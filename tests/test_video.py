@@ -331,6 +331,19 @@ def test_cli_video_only_options_on_images(encoded, tmp_path):
     assert r.exit_code == 2 and "video preset" in r.stderr
 
 
+@pytest.mark.parametrize("content", ["missing", "text"])
+def test_cli_video_decode_of_an_unreadable_file_says_why(tmp_path, content):
+    """Video options on a file that is not a readable .loe: the file's problem, not "video files only"."""
+    src = tmp_path / "clip.loe"
+    if content == "text":
+        src.write_text("not a codec file\n")
+    out = tmp_path / "x.mp4"
+    r = CliRunner().invoke(app, ["decode", str(src), "-o", str(out), "--frames", "0:2", "-q"])
+    assert r.exit_code == 2, r.output
+    assert ("no such file" if content == "missing" else "not a readable .loe file") in r.stderr
+    assert "video .loe files only" not in r.stderr and not out.exists()
+
+
 def test_time_banks_encode_decode_and_are_refused_in_older_versions(tmp_path, encoded_video):
     base = tiny_video_config()
     model = dataclasses.replace(base.codec.model, banks=(1, 2, 2, 1), time_banks=(1, 1, 2, 1))
