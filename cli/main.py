@@ -204,6 +204,8 @@ def encode(
 
     stopped = (f"interrupted; the same command run again goes on from {output}.fits" if resume else
                "interrupted (an encode with --resume keeps its fits and goes on from them when run again)")
+    if not source.exists():  # before any video-or-image check, which would blame the options instead
+        _fail(f"no such file: {source}", 2)
     if looks_like_video(source):
         from cli import video
 

@@ -130,9 +130,12 @@ def test_help_and_no_args(runner):
 
 # --- failures: exit code, one error line, no traceback, nothing left behind -----------------------
 
-def test_encode_missing_input(runner, tmp_path):
+@pytest.mark.parametrize("name, extra", [("missing.png", []), ("missing.png", ["--chunk", "4"]),
+                                         ("missing.png", ["--motion", "none"]), ("missing.mp4", [])])
+def test_encode_missing_input(runner, tmp_path, name, extra):
+    """A missing source is told as such, before any option that fits only images or only videos."""
     out = tmp_path / "x.loe"
-    r = runner.invoke(app, ["encode", str(tmp_path / "missing.png"), "-o", str(out), *FAST])
+    r = runner.invoke(app, ["encode", str(tmp_path / name), "-o", str(out), *FAST, *extra])
     _assert_clean_failure(r, leftover=out)
     assert "no such file" in r.stderr
 
