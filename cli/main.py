@@ -200,12 +200,13 @@ def encode(
     """
     limit_threads_on_a_busy_cpu()  # before torch loads OpenMP (the commands that compute import it)
     import loe_codec
+    from loe_codec.files import require_file
     from loe_codec.videoio import looks_like_video
 
     stopped = (f"interrupted; the same command run again goes on from {output}.fits" if resume else
                "interrupted (an encode with --resume keeps its fits and goes on from them when run again)")
-    if not source.exists():  # before any video-or-image check, which would blame the options instead
-        _fail(f"no such file: {source}", 2)
+    with _errors():  # before any video-or-image check, which would blame the options instead
+        require_file(source)
     if looks_like_video(source):
         from cli import video
 

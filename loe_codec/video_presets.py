@@ -136,7 +136,8 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
     # bpp the whole clip 35.90 / 36.06 / 36.18 / 36.28 / 36.24 dB at 1e-3 / 3e-4 / 1e-4 / 3e-5 / 1e-5 (the
     # float networks 36.22), its top half +0.11 / +0.12 at 3e-4 (equal / sized blocks). Lower rates not
     # measured with it, but at 0.05 bpp both together (4 blocks of 60 frames, pilot width 121): 33.39 dB
-    # against 33.71 with equal blocks at 1e-3 (2026-12-07; not yet split into the two causes). max_width 134 (110 until 2026-12-07): at 0.161 bpp (x264's CRF 18: 40.49 dB) the
+    # against 33.71 with equal blocks at 1e-3 (2026-12-07; not yet split into the two causes).
+    # max_width 134 (110 until 2026-12-07): at 0.161 bpp (x264's CRF 18: 40.49 dB) the
     # rate rule gives 8 blocks of 30 frames (width 134 before the pilot sizes them) instead of 12 of 20
     # (width 110): 38.03 dB against 37.33. 0.01-0.1 bpp and carphone keep the blocks measured; from 137 on,
     # 0.1 bpp would become one 60-frame block per tile (-1.02 dB on its top-left quadrant).
